@@ -29,7 +29,8 @@ test: $(STAMP)
 	  echo "FAIL: nbdev_export / nbdev_clean changed files; edit the notebooks, run both, commit:"; \
 	  git status --short -- nbs flash_dmd; exit 1; fi; \
 	echo "ok: notebooks and flash_dmd/ are in sync and clean"
-	PATH="$(CURDIR)/$(BIN):$$PATH" MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers 2 --timing
+	@# two notebooks at a time, one thread each: small MLPs gain little from a 2nd thread and lose a lot to oversubscription
+	PATH="$(CURDIR)/$(BIN):$$PATH" MPLBACKEND=Agg OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 	PATH="$(CURDIR)/$(BIN):$$PATH" MPLBACKEND=Agg $(BIN)/python -m pytest tests -q
 
 clean-venv:

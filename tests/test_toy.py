@@ -1,7 +1,8 @@
 "Tests of flash_dmd.toy: datasets, the denoiser, teacher training and caching, metrics."
 import math, warnings, pytest, torch
+from flash_dmd.schedules import denoising_loss
 from flash_dmd.toy import (TOY_DATASETS, make_toy, ToyDenoiser, TeacherConfig, train_teacher, load_teacher, cache_dir,
-                           teacher_key, teacher_samples, denoising_loss, make_schedule, sliced_wasserstein, energy_distance,
+                           teacher_key, teacher_samples, make_schedule, sliced_wasserstein, energy_distance,
                            mode_stats, precision_recall, toy_metrics, balanced_labels)
 
 SMALL = TeacherConfig('grid25', 'vp', hidden=32, depth=2, steps=40, batch=64)
@@ -37,8 +38,8 @@ def test_training_lowers_the_loss_and_is_deterministic():
     init = ToyDenoiser(make_schedule('vp'), 2, hidden=64, depth=2)
     m = train_teacher(cfg, seed=3)
     with torch.no_grad():
-        before = sum(denoising_loss(init, d.x, d.y, torch.Generator().manual_seed(i)).item() for i in range(5))
-        after = sum(denoising_loss(m, d.x, d.y, torch.Generator().manual_seed(i)).item() for i in range(5))
+        before = sum(denoising_loss(init, d.x, d.y, init.schedule, init.pred, torch.Generator().manual_seed(i)).item() for i in range(5))
+        after = sum(denoising_loss(m, d.x, d.y, m.schedule, m.pred, torch.Generator().manual_seed(i)).item() for i in range(5))
     assert after < 0.7 * before
     m2 = train_teacher(cfg, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))

@@ -15,28 +15,42 @@ def test_import_is_silent_and_light():
 
 def test_help_lists_jobs():
     r = run('--help')
-    assert r.returncode == 0 and 'demo' in r.stdout and 'teacher' in r.stdout
-    r = run('demo', '--help')
-    assert r.returncode == 0 and '--out' in r.stdout
+    assert r.returncode == 0 and all(j in r.stdout for j in ('demo', 'distill', 'teacher'))
+    r = run('distill', '--help')
+    assert r.returncode == 0 and '--method' in r.stdout and 'key=value' in r.stdout
 
-def test_demo_writes_figure_and_metrics(tmp_path):
+def test_demo_distils_and_writes_figure_and_metrics(tmp_path):
     out = tmp_path / 'demo'
-    r = run('demo', '--out', str(out), '--dataset', 'grid25', '--n', '600', '--teacher-steps', '400')
+    r = run('demo', '--out', str(out), '--dataset', 'grid25', '--iters', '40', '--teacher-steps', '400', '--n-eval', '500')
     assert r.returncode == 0, r.stderr
     m = json.loads((out / 'metrics.json').read_text())
-    assert m['job'] == 'demo' and m['teacher_config']['steps'] == 400
-    assert set(m['metrics']) == {'real_vs_real', 'teacher_1_steps', 'teacher_4_steps', 'teacher_50_steps'}
-    for v in m['metrics'].values():
-        assert all(isinstance(v[k], float) for k in ('swd', 'energy', 'precision', 'recall', 'mode_precision', 'coverage'))
-    assert m['metrics']['teacher_50_steps']['swd'] < m['metrics']['teacher_1_steps']['swd']
-    assert (out / 'teacher.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert 'wrote' in r.stdout
+    assert m['method'] == 'flash' and m['distill_config']['split'] is True and m['teacher_config']['steps'] == 400
+    assert m['cost']['generator_updates'] == 40 and m['cost']['batch_x_gen_iters'] == 40 * m['distill_config']['batch']
+    for block in (m['student'], m['student_at_init'], *m['teacher'].values()):
+        assert all(isinstance(block[k], float) and block[k] == block[k] for k in ('swd', 'energy', 'precision', 'recall', 'mode_precision', 'coverage'))
+    assert m['teacher']['teacher_50_steps']['swd'] < m['teacher']['teacher_4_steps']['swd']
+    assert [c['iterations'] for c in m['curve']][0] == 0 and m['curve'][-1]['iterations'] == 40
+    assert (out / 'demo.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert 'wrote' in r.stdout and 'student' in r.stdout
+
+def test_distill_with_method_and_overrides(tmp_path):
+    r = run('distill', '--method', 'dmd2', '--iters', '10', '--teacher-steps', '100', '--n-eval', '300',
+            '--dataset', 'moons', '--out', str(tmp_path), 'ttur=2', 'w_adv=0.05')
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / 'metrics.json').read_text())
+    assert m['distill_config']['ttur'] == 2 and m['distill_config']['w_adv'] == 0.05 and m['distill_config']['gan'] == 'fake_head'
+    assert m['cost']['generator_updates'] == 5 and 'mode_precision' not in m['student']   # moons has no modes
 
 def test_bad_arguments_name_the_problem(tmp_path):
     r = run('demo', '--dataset', 'swissroll', '--out', str(tmp_path))
     assert r.returncode == 2 and "invalid choice: 'swissroll'" in r.stderr
-    r = run('demo', '--n', 'many')
-    assert r.returncode == 2 and '--n' in r.stderr
+    r = run('demo', '--n-eval', 'many')
+    assert r.returncode == 2 and '--n-eval' in r.stderr
+    r = run('distill', '--iters', '1', '--teacher-steps', '20', '--out', str(tmp_path / 'x'), 'tau_rnge=(0.1,0.9)')
+    assert r.returncode == 2 and "unknown DistillConfig key 'tau_rnge'" in r.stderr and "tau_range" in r.stderr
+    assert not (tmp_path / 'x' / 'metrics.json').exists()
+    r = run('distill', '--iters', '1', '--teacher-steps', '20', '--out', str(tmp_path / 'y'), 'gan=sam')
+    assert r.returncode == 2 and 'gan must be' in r.stderr
     assert run().returncode == 2
 
 def test_teacher_job_caches(tmp_path):

@@ -1,0 +1,62 @@
+"""Fill the README's results tables from the benchmark JSON files (never by hand).
+
+    python benchmarks/update_readme.py           # rewrite the tables
+    python benchmarks/update_readme.py --check   # exit 1 if a table differs from what the JSON says (the tests run this)
+
+Each table lives between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in README.md.
+"""
+from __future__ import annotations
+import json, re, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _f(v, nd=3):
+    if v is None: return 'not reached'
+    if isinstance(v, float): return f'{v:.{nd}f}' if abs(v) < 1000 else f'{v:,.0f}'
+    return str(v)
+
+def stage1_table(res: dict) -> str:
+    cfg = res['config']
+    lines = [f"Stage 1 on toy 2D (`benchmarks/stage1_toy.py`, {len(cfg['seeds'])} seeds x {', '.join(cfg['datasets'])}; "
+             f"final = mean of the last 3 evaluations; cost = batch x generator iterations, as the paper counts it):", '',
+             '| method | iterations | final SWD (lower better) | mode precision | k-NN precision | recall | coverage | cost to DMD2\'s final SWD | cost to DMD2\'s final precision | diverged runs |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for m, s in res['summary'].items():
+        it = cfg['methods'][m]['iterations']
+        lines.append(f"| `{m}` | {it} | {_f(s['final_swd_mean'])} ± {_f(s['final_swd_std'])} | {_f(s['precision_mean'])} | "
+                     f"{_f(s['knn_precision_mean'])} | {_f(s['recall_mean'])} | {_f(s['coverage_mean'], 2)} | "
+                     f"{_f(s['cost_to_dmd2_final_mean'])} | {_f(s['cost_to_dmd2_precision_mean'])} | {s['n_diverged']} |")
+    lines.append('')
+    for ds, d in res['by_dataset'].items():
+        t4, t50 = res['teacher_references'][ds]['teacher_4_steps'], res['teacher_references'][ds]['teacher_50_steps']
+        lines.append(f"- `{ds}`: teacher SWD {_f(t50['swd'])} at 50 steps, {_f(t4['swd'])} at 4; DMD2 ran "
+                     f"{_f(d['dmd2_budget_cost'])} (batch x generator iterations) and was within 10% of its final SWD from "
+                     f"{_f(d['dmd2_plateau_cost'])}.")
+    r = res['flash_over_dmd2_cost_ratios']
+    for ds, v in r.items():
+        lines.append(f"- `{ds}`: Flash-DMD's cost to reach DMD2's final SWD over DMD2's whole budget: "
+                     f"{_f(v['swd_batch_x_gen_iters_vs_dmd2_budget'])} (batch x gen. iters), {_f(v['swd_passes_vs_dmd2_budget'])} (network passes), "
+                     f"{_f(v['swd_train_seconds_vs_dmd2_budget'])} (seconds); for mode precision: {_f(v['mode_precision_batch_x_gen_iters_vs_dmd2_budget'])}, "
+                     f"{_f(v['mode_precision_passes_vs_dmd2_budget'])}, {_f(v['mode_precision_train_seconds_vs_dmd2_budget'])}.")
+    return '\n'.join(lines)
+
+TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table)}
+
+def main():
+    check = '--check' in sys.argv[1:]
+    original = readme = (ROOT / 'README.md').read_text()
+    for name, (path, fn) in TABLES.items():
+        p = ROOT / path
+        body = fn(json.loads(p.read_text())) if p.exists() else f'No result yet: run `python {path.replace("results/", "").replace(".json", ".py")}`.'
+        pat = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.S)
+        if not pat.search(readme): sys.exit(f"README.md has no <!-- results:{name} --> block")
+        readme = pat.sub(lambda mt: mt.group(1) + body + mt.group(2), readme)
+    if check:
+        if readme != original: sys.exit('README.md results differ from benchmarks/results/*.json: run python benchmarks/update_readme.py')
+        print('README.md results match the benchmark JSON'); return
+    (ROOT / 'README.md').write_text(readme)
+    print('README.md results updated')
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,33 @@
+"The benchmark scripts run end to end in --quick mode and write files of the documented shape."
+import json, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_stage1_quick_writes_json_and_png(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'stage1_toy.py'), '--quick', '--out', str(tmp_path), '--workers', '2'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / 'stage1_toy.json').read_text())
+    assert (tmp_path / 'stage1_toy.png').read_bytes()[:4] == b'\x89PNG'
+    methods = {'dmd', 'dmd2', 'dmd2+A', 'dmd2+B', 'flash', 'flash-noema'}
+    assert set(res['summary']) == methods
+    for m, s in res['summary'].items():
+        assert {'n_seeds', 'final_swd_mean', 'final_swd_std', 'precision_mean', 'coverage_mean',
+                'cost_to_dmd2_final_mean', 'cost_to_dmd2_precision_mean'} <= set(s)
+        assert s['n_seeds'] + s['n_diverged'] == 1
+    assert 'flash_over_dmd2_cost_ratio' in res and res['config']['methods']['dmd2']['preset'] == 'dmd2'
+    assert {'teacher_4_steps', 'teacher_50_steps'} == set(res['teacher_references']['grid25'])
+    assert len(res['runs']) == len(methods)
+    for run in res['runs']:
+        if run['curve']:
+            c = run['curve']
+            assert c[0]['iterations'] == 0 and c[-1]['iterations'] == run['iters']
+            assert all(a['passes'] <= b['passes'] and a['train_seconds'] <= b['train_seconds'] for a, b in zip(c, c[1:]))
+    # DMD2's generator steps on one iteration in five: its paper cost is a fifth of flash's per iteration
+    d2 = next(r for r in res['runs'] if r['method'] == 'dmd2')['curve'][-1]
+    assert d2['generator_updates'] == d2['iterations'] // 5
+
+def test_readme_table_is_generated_from_json():
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'update_readme.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -31,3 +31,22 @@ def test_stage1_quick_writes_json_and_png(tmp_path):
 def test_readme_table_is_generated_from_json():
     r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'update_readme.py'), '--check'], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+def test_stage2_quick_writes_json_and_png(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'stage2_toy.py'), '--quick', '--out', str(tmp_path), '--workers', '2'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / 'stage2_toy.json').read_text())
+    assert (tmp_path / 'stage2_toy.png').read_bytes()[:4] == b'\x89PNG'
+    expected = {'flash+rl', 'distill-only', 'pure-rl', 'joint-no-pixelgan', 'rl-all-steps', 'post-hoc', 'refl',
+                'flash+rl@1:1', 'flash+rl@2:1', 'flash+rl@10:1'}
+    assert set(res['summary']) == expected
+    for s in res['summary'].values():
+        assert {'n_seeds', 'reward_gain_mean', 'judge_gain_mean', 'precision_mean', 'swd_drift_mean', 'coverage_mean'} <= set(s)
+    runs = {r['method']: r for r in res['runs']}
+    c = res['config']['cycles']
+    assert runs['pure-rl']['curve'][-1]['distill_iterations'] == 0 and runs['pure-rl']['curve'][-1]['rl_updates'] == 5 * c
+    assert runs['distill-only']['curve'][-1]['rl_updates'] == 0 and runs['distill-only']['curve'][-1]['distill_iterations'] == c
+    assert runs['flash+rl@10:1']['curve'][-1]['rl_updates'] == 10 * c
+    assert runs['post-hoc']['curve'][-1]['cycle'] == 2 * c
+    assert res['summary']['distill-only']['reward_vs_control_mean'] == 0

@@ -1,0 +1,82 @@
+"Tests of flash_dmd.train and `flash-dmd train`: config errors, resume, atomic checkpoints under a real kill, guards, smoke.sh."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from flash_dmd.train import load_config, train, build, save_checkpoint, load_checkpoint, latest_checkpoint, NonFiniteLoss, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+def cli(*args, env=None):
+    return subprocess.run([str(BIN / 'flash-dmd'), 'train', '--quiet', *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / 'c.yaml'
+    p.write_text('method: dmd2\nmax_steps: 7\ndistill:\n  ttur: 3\n  batch: 16\n')
+    cfg = load_config(p, ['distill.batch=8', 'seed=4'])
+    d = cfg.distill_config()
+    assert (cfg.max_steps, d.ttur, d.batch, d.gan, d.seed) == (7, 3, 8, 'fake_head', 4)
+    with pytest.raises(KeyError, match="did you mean 'checkpoint_every'"): load_config(overrides=['checkpoint_evry=3'])
+    with pytest.raises(KeyError, match="unknown DistillConfig key 'w_advv'"): load_config(overrides=['distill.w_advv=1'])
+    with pytest.raises(ValueError, match='model must be one of'): load_config(overrides=['model=sdxl-huge'])
+    with pytest.raises(ValueError, match='not of the form key=value'): load_config(overrides=['max_steps'])
+    (tmp_path / 'list.yaml').write_text('- 1\n- 2\n')
+    with pytest.raises(ValueError, match='must hold a mapping'): load_config(tmp_path / 'list.yaml')
+
+def test_cli_errors_are_clear_and_write_nothing(tmp_path):
+    r = cli(f'output_dir={tmp_path / "x"}', 'distill.tttur=2')
+    assert r.returncode == 2 and "did you mean 'ttur'" in r.stderr and not (tmp_path / 'x').exists()
+    r = cli('--config', str(tmp_path / 'missing.yaml'))
+    assert r.returncode == 2 and 'config file not found' in r.stderr
+
+def test_resume_is_bit_exact_on_tiny_sdxl(tmp_path):
+    base = ['model=tiny-sdxl', 'distill.batch=2', 'checkpoint_every=2', 'log_every=1']
+    a = train(load_config(overrides=base + [f'output_dir={tmp_path / "a"}', 'max_steps=4']), progress=False)['distiller']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=2']), progress=False)
+    b = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)['distiller']
+    for ma, mb in ((a.student, b.student), (a.fake, b.fake), (a.disc, b.disc)):
+        assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+    assert a.cost()['passes'] == b.cost()['passes'] and a.gen_updates == b.gen_updates == 4
+    lines = [json.loads(l) for l in (tmp_path / 'b' / 'metrics.jsonl').read_text().splitlines()]
+    assert [l['it'] for l in lines] == [0, 1, 2, 3]                          # one log line per step, none repeated
+
+def test_kill_while_checkpointing_keeps_previous(tmp_path):
+    out = tmp_path / 'run'
+    r = cli(f'output_dir={out}', 'max_steps=2', 'checkpoint_every=2', 'distill.batch=32')
+    assert r.returncode == 0, r.stderr
+    first = latest_checkpoint(out)
+    # the next checkpoint pauses mid-write; kill the process while it waits there
+    p = subprocess.Popen([str(BIN / 'flash-dmd'), 'train', '--quiet', f'output_dir={out}', 'max_steps=4', 'checkpoint_every=2',
+                          'distill.batch=32', 'resume=latest'], env={**os.environ, 'FLASH_DMD_CHECKPOINT_PAUSE': '60'},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob('.tmp-checkpoint-*/models.safetensors')): time.sleep(0.2)
+    assert list(out.glob('.tmp-checkpoint-*/models.safetensors')), 'the second checkpoint never started'
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert latest_checkpoint(out) == first                                  # the half-written one is not a checkpoint
+    d = build(load_config(overrides=['distill.batch=32'])); state = load_checkpoint(d, first)
+    assert state['step'] == 2 and d.it == 2
+    r = cli(f'output_dir={out}', 'max_steps=4', 'checkpoint_every=2', 'distill.batch=32', 'resume=latest')   # and the run goes on
+    assert r.returncode == 0 and latest_checkpoint(out).name == 'checkpoint-0000004'
+
+def test_non_finite_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
+    out = tmp_path / 'nan'
+    assert cli(f'output_dir={out}', 'max_steps=2', 'checkpoint_every=1', 'distill.batch=32').returncode == 0
+    good = latest_checkpoint(out)
+    r = cli(f'output_dir={out}', 'max_steps=5', 'resume=latest', 'distill.batch=32', 'distill.w_adv=.inf')
+    assert r.returncode == 1 and 'non-finite generator loss' in r.stderr and str(good) in r.stderr
+    assert latest_checkpoint(out) == good
+
+def test_keep_checkpoints_and_saved_config(tmp_path):
+    out = tmp_path / 'k'
+    train(load_config(overrides=[f'output_dir={out}', 'max_steps=6', 'checkpoint_every=1', 'keep_checkpoints=2', 'distill.batch=16']), progress=False)
+    assert [p.name for p in sorted(out.glob('checkpoint-*'))] == ['checkpoint-0000005', 'checkpoint-0000006']
+    import yaml
+    assert yaml.safe_load((out / 'config.yaml').read_text())['max_steps'] == 6
+
+def test_smoke_script(tmp_path):
+    r = subprocess.run(['bash', str(ROOT / 'scaled_runs' / 'smoke.sh'), str(tmp_path / 'smoke')], capture_output=True, text=True,
+                       env={**os.environ, 'FLASH_DMD_BIN': str(BIN)}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'smoke: ok' in r.stdout and (tmp_path / 'smoke' / 'checkpoint-0000006' / 'models.safetensors').exists()

@@ -80,3 +80,18 @@ def test_smoke_script(tmp_path):
                        env={**os.environ, 'FLASH_DMD_BIN': str(BIN)}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'smoke: ok' in r.stdout and (tmp_path / 'smoke' / 'checkpoint-0000006' / 'models.safetensors').exists()
+
+def test_export_reloads_and_matches_student(tmp_path):
+    from flash_dmd.export import load_exported, student_scheduler
+    from flash_dmd.schedules import sample_student
+    r = train(load_config(overrides=['model=tiny-sdxl', 'distill.batch=2', 'max_steps=2', 'export=true', f'output_dir={tmp_path}']), progress=False)
+    d = r['distiller']
+    pipe = load_exported(r['exported'])
+    assert [int(t) for t in pipe.scheduler.timesteps] == [999, 749, 499, 249] or pipe.scheduler.config.original_inference_steps == 4
+    c = d.parts.encode_prompts(['a green circle'])
+    z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    out = pipe(prompt_embeds=c.prompt_embeds, pooled_prompt_embeds=c.pooled, num_inference_steps=4, guidance_scale=0.0, latents=z.clone(),
+               height=32, width=32, output_type='latent', generator=torch.Generator().manual_seed(4)).images
+    ours = sample_student(d.student, z, c, d.schedule, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(out, ours, atol=1e-3)
+    with pytest.raises(ValueError, match='needs an SDXL model'): load_config(overrides=['export=true'])

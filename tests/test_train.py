@@ -95,3 +95,25 @@ def test_export_reloads_and_matches_student(tmp_path):
     ours = sample_student(d.student, z, c, d.schedule, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(out, ours, atol=1e-3)
     with pytest.raises(ValueError, match='needs an SDXL model'): load_config(overrides=['export=true'])
+
+def test_sdxl_from_a_diffusers_folder_with_real_images_and_a_broken_file(tmp_path):
+    "The full-size code path (model=sdxl: load_sdxl, an image folder, a prompt file) on a tiny SDXL saved to disk."
+    import warnings
+    from PIL import Image
+    from flash_dmd.models.sdxl import tiny_sdxl, save_sdxl
+    save_sdxl(tiny_sdxl(seed=0), tmp_path / 'sdxl')
+    imgs = tmp_path / 'images'; imgs.mkdir()
+    for i, col in enumerate(['red', 'blue', 'yellow']): Image.new('RGB', (48, 40), col).save(imgs / f'{i}.png')
+    (imgs / 'corrupt.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    (tmp_path / 'prompts.txt').write_text('a red square\n\na blue sky\n')
+    over = ['model=sdxl', f'pretrained={tmp_path / "sdxl"}', f'image_dir={imgs}', f'prompts={tmp_path / "prompts.txt"}', 'resolution=32',
+            'distill.gan=fake_head', 'distill.batch=2', 'distill.guidance=3.0', 'max_steps=3', 'checkpoint_every=3', f'output_dir={tmp_path / "run"}']
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        r = train(load_config(overrides=over), progress=False)
+    assert r['steps'] == 3 and (tmp_path / 'run' / 'checkpoint-0000003').exists()
+    assert sum('corrupt.jpg' in str(x.message) for x in w) == 1                     # skipped, counted, logged once
+    with pytest.raises(OSError, match='no such local path'):
+        build(load_config(overrides=over[:1] + [f'pretrained={tmp_path / "nope"}'] + over[2:]))
+    with pytest.raises(FileNotFoundError, match='image folder not found'):
+        build(load_config(overrides=over[:2] + [f'image_dir={tmp_path / "noimgs"}'] + over[3:]))

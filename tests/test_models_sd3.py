@@ -132,7 +132,8 @@ def test_vae_round_trip_scale_and_shift(parts):
     torch.testing.assert_close(vae_decode(vae, z), vae.decode(raw).sample, rtol=1e-4, atol=1e-4)   # decode undoes both
     zg = z.clone().requires_grad_(True); vae_decode(vae, zg).sum().backward(); assert zg.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in vae.parameters())
-    assert tiny_sd3_vae(seed=5).config.shift_factor == vae.config.shift_factor        # calibration is reproducible
+    # calibration is reproducible (to float rounding: the statistics' summation order depends on the thread count)
+    assert tiny_sd3_vae(seed=5).config.shift_factor == pytest.approx(vae.config.shift_factor, rel=1e-5)
 
 def test_save_load_round_trip_with_t5(batch, tmp_path):
     p5 = tiny_sd3(seed=1, t5=True)

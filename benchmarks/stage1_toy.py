@@ -13,6 +13,8 @@ import argparse, json, math, os, platform, sys, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
+
 METHODS = {   # name -> (preset, iterations of the full run); DMD2-family runs longer to reach its plateau
     'dmd': ('dmd', 1500), 'dmd2': ('dmd2', 5000), 'dmd2+A': ('dmd2+A', 4000), 'dmd2+B': ('dmd2+B', 2500),
     'flash': ('flash', 1500), 'flash-noema': ('flash-noema', 1500)}
@@ -58,15 +60,6 @@ def first_cost(curve: list, key: str, target: float, lower_is_better: bool, cost
         if (r[key] <= target) if lower_is_better else (r[key] >= target): return r[cost_key]
     return None
 
-def _mean(xs):
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return sum(xs) / len(xs) if xs else None
-
-def _std(xs):
-    xs = [x for x in xs if x is not None]
-    if len(xs) < 2: return 0.0 if xs else None
-    m = sum(xs) / len(xs)
-    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
 
 def _cost_mean(by_ds, m, metric, key):
     vals = [d['methods'][m][key] for d in by_ds.values() if d[f'dmd2_improved_{metric}']]

@@ -15,6 +15,8 @@ import argparse, json, os, platform, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
+
 DATASET, SEEDS, STAGE1_ITERS, CYCLES, EVAL_EVERY = 'grid25', (0, 1, 2, 3, 4), 1500, 200, 25
 # name -> (RL preset, RL:DM ratio, extra); a cycle is `ratio` RL updates then one distillation iteration
 METHODS = {
@@ -87,14 +89,6 @@ def _final(curve, key, last=2):
     v = [r[key] for r in curve[-last:]]
     return sum(v) / len(v)
 
-def _mean(xs):
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
-
-def _std(xs):
-    xs = [x for x in xs if x is not None]
-    if len(xs) < 2: return 0.0 if xs else None
-    m = sum(xs) / len(xs); return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
 
 def summarise(runs, methods):
     out = {}

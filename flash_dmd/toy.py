@@ -17,9 +17,9 @@ from .schedules import (Schedule, VPSchedule, FlowSchedule, with_cfg, sample_tea
                                  denoising_loss)
 
 # %% auto #0
-__all__ = ['TOY_DATASETS', 'PALETTE', 'plt_colors', 'SCHEDULES', 'ToyData', 'make_toy', 'plot_points', 'timestep_embedding',
-           'ToyDenoiser', 'make_schedule', 'TeacherConfig', 'train_teacher', 'cache_dir', 'teacher_key', 'save_model',
-           'load_teacher', 'balanced_labels', 'teacher_samples', 'sliced_wasserstein', 'energy_distance', 'mode_stats',
+__all__ = ['TOY_DATASETS', 'PALETTE', 'SCHEDULES', 'ToyData', 'make_toy', 'plot_points', 'timestep_embedding', 'ToyDenoiser',
+           'make_schedule', 'TeacherConfig', 'train_teacher', 'cache_dir', 'teacher_key', 'save_model', 'load_teacher',
+           'balanced_labels', 'teacher_samples', 'sliced_wasserstein', 'energy_distance', 'mode_stats',
            'precision_recall', 'toy_metrics']
 
 # %% ../nbs/01_toy.ipynb #7cdba077
@@ -91,11 +91,10 @@ def make_toy(name: str, n: int, seed: int | None = 0, generator: torch.Generator
                    None if centres is None else (centres - mu) / sd, classes, None if std is None else std / sd.item())
 
 # %% ../nbs/01_toy.ipynb #3c1e16db
-PALETTE = plt_colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
 
 def plot_points(ax, x: torch.Tensor, y: torch.Tensor | None = None, title: str = '', lim: float = 2.6, s: float = 2):
     "Scatter 2D points coloured by class on `ax`, with the same limits everywhere so panels compare."
-    import matplotlib.colors as mcolors
     x = x.detach().float().cpu()
     cols = 'k' if y is None else [PALETTE[int(i) % len(PALETTE)] for i in y.cpu()]
     ax.scatter(x[:, 0], x[:, 1], s=s, c=cols, alpha=0.6, linewidths=0)

@@ -289,8 +289,15 @@ class _Tap(nn.Module):
 # %% ../nbs/04_distill.ipynb #d35ed1e8
 @torch.no_grad()
 def ema_inject(fake: nn.Module, student: nn.Module, lam: float):
-    "Eq. 11: `fake <- lam * fake + (1 - lam) * student`, parameter by parameter (same architecture required)."
-    for pf, ps in zip(fake.parameters(), student.parameters(), strict=True): pf.mul_(lam).add_(ps, alpha=1 - lam)
+    "Eq. 11: `fake <- lam * fake + (1 - lam) * student` over the fake score's trainable parameters, matched by name."
+    sp = dict(student.named_parameters())
+    for n, pf in fake.named_parameters():
+        if not pf.requires_grad: continue                      # frozen (e.g. LoRA base) weights are the teacher's in both
+        ps = sp.get(n)
+        if ps is None or ps.shape != pf.shape:
+            raise ValueError(f"EMA injection needs the student to have the fake score's trainable parameter {n!r} with the same "
+                             "shape: give both the same architecture (and the same adapters), or set ema_inject=None")
+        pf.mul_(lam).add_(ps, alpha=1 - lam)
 
 # %% ../nbs/04_distill.ipynb #04909d67
 def make_regression_pairs(teacher: nn.Module, schedule: Schedule, real_batch: Callable, n: int, n_steps: int = 50,

@@ -117,3 +117,16 @@ def test_sdxl_from_a_diffusers_folder_with_real_images_and_a_broken_file(tmp_pat
         build(load_config(overrides=over[:1] + [f'pretrained={tmp_path / "nope"}'] + over[2:]))
     with pytest.raises(FileNotFoundError, match='image folder not found'):
         build(load_config(overrides=over[:2] + [f'image_dir={tmp_path / "noimgs"}'] + over[3:]))
+
+def test_validation_images_and_loggers(tmp_path):
+    from PIL import Image
+    train(load_config(overrides=['max_steps=4', 'validate_every=2', 'distill.batch=32', f'output_dir={tmp_path / "toy"}']), progress=False)
+    assert sorted(p.name for p in (tmp_path / 'toy').glob('val-*.png')) == ['val-0000002.png', 'val-0000004.png']
+    train(load_config(overrides=['model=tiny-sdxl', 'distill.batch=2', 'max_steps=2', 'validate_every=2', f'output_dir={tmp_path / "sdxl"}',
+                                 'validation_prompts=[a red square, a blue circle, a red circle]']), progress=False)
+    assert Image.open(tmp_path / 'sdxl' / 'val-0000002.png').size == (3 * 32, 32)                    # one image per prompt
+    with pytest.raises(ValueError, match='report_to must be'): load_config(overrides=['report_to=mlflow'])
+    try: import wandb  # noqa: F401
+    except ImportError:
+        r = cli(f'output_dir={tmp_path / "w"}', 'report_to=wandb', 'max_steps=1', 'distill.batch=8')
+        assert r.returncode == 2 and 'pip install wandb' in r.stderr

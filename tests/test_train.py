@@ -130,3 +130,14 @@ def test_validation_images_and_loggers(tmp_path):
     except ImportError:
         r = cli(f'output_dir={tmp_path / "w"}', 'report_to=wandb', 'max_steps=1', 'distill.batch=8')
         assert r.returncode == 2 and 'pip install wandb' in r.stderr
+
+def test_bf16_and_gradient_checkpointing_on_tiny_sdxl(tmp_path):
+    r = train(load_config(overrides=['model=tiny-sdxl', 'distill.batch=2', 'max_steps=2', 'mixed_precision=bf16', 'gradient_checkpointing=true', 'log_every=1',
+                                     f'output_dir={tmp_path}']), progress=False)
+    d = r['distiller']
+    assert d.student.unet.is_gradient_checkpointing and d.fake.unet.is_gradient_checkpointing
+    assert all(p.dtype == torch.float32 for p in d.student.parameters())                        # weights stay fp32
+    rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+    assert all(all(v == v for v in row.values() if isinstance(v, float)) for row in rows) and len(rows) == 2
+    with pytest.raises(ValueError, match="not 'toy'"): load_config(overrides=['gradient_checkpointing=true'])
+    with pytest.raises(ValueError, match="mixed_precision must be"): load_config(overrides=['mixed_precision=fp8'])

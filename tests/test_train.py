@@ -141,3 +141,21 @@ def test_bf16_and_gradient_checkpointing_on_tiny_sdxl(tmp_path):
     assert all(all(v == v for v in row.values() if isinstance(v, float)) for row in rows) and len(rows) == 2
     with pytest.raises(ValueError, match="not 'toy'"): load_config(overrides=['gradient_checkpointing=true'])
     with pytest.raises(ValueError, match="mixed_precision must be"): load_config(overrides=['mixed_precision=fp8'])
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    "Data parallel on CPU (gloo via torchrun): 2 processes x batch 16 give the parameters of 1 process x batch 32."
+    import random
+    from safetensors.torch import load_file
+    common = ['max_steps=3', 'checkpoint_every=3', 'distill.batch=32', 'distill.normaliser=sample']   # tau_bins mixes samples
+    assert cli(f'output_dir={tmp_path / "one"}', *common).returncode == 0
+    r = subprocess.run([str(BIN / 'torchrun'), '--nproc_per_node', '2', '--master_port', str(random.randint(20000, 40000)),
+                        str(BIN / 'flash-dmd'), 'train', '--quiet', f'output_dir={tmp_path / "two"}', *common],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_file(tmp_path / 'one' / 'checkpoint-0000003' / 'models.safetensors')
+    b = load_file(tmp_path / 'two' / 'checkpoint-0000003' / 'models.safetensors')
+    assert a.keys() == b.keys()
+    for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-4 if not k.startswith('student.') else 1e-5, rtol=0)
+    st = json.loads((tmp_path / 'two' / 'checkpoint-0000003' / 'state.json').read_text())
+    assert st['distill_config']['batch'] == 16                               # per process; the cost counts the world's batch
+    assert not (tmp_path / 'two' / 'checkpoint-0000003-rank1').exists() and len(list((tmp_path / 'two').glob('checkpoint-*'))) == 1

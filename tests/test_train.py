@@ -159,3 +159,30 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     st = json.loads((tmp_path / 'two' / 'checkpoint-0000003' / 'state.json').read_text())
     assert st['distill_config']['batch'] == 16                               # per process; the cost counts the world's batch
     assert not (tmp_path / 'two' / 'checkpoint-0000003-rank1').exists() and len(list((tmp_path / 'two').glob('checkpoint-*'))) == 1
+
+def test_tiny_sd3_with_lora_trains_and_resumes_bit_exactly(tmp_path):
+    base = ['model=tiny-sd3', 'lora_rank=4', 'distill.batch=2', 'distill.ttur=2', 'checkpoint_every=2', 'validate_every=4',
+            'validation_prompts=[a red square, a blue circle]']
+    a = train(load_config(overrides=base + [f'output_dir={tmp_path / "a"}', 'max_steps=4']), progress=False)['distiller']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=2']), progress=False)
+    b = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)['distiller']
+    trainable = {n for n, p in a.student.named_parameters() if p.requires_grad}
+    assert trainable and all('lora_' in n for n in trainable)                        # LoRA only; the base stays the teacher's
+    for ma, mb in ((a.student, b.student), (a.fake, b.fake), (a.disc, b.disc)):
+        assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+    assert (tmp_path / 'a' / 'val-0000004.png').exists() and a.gen_updates == 2
+    with pytest.raises(ValueError, match='lora_rank is for the SD3'): load_config(overrides=['model=tiny-sdxl', 'lora_rank=4'])
+    with pytest.raises(ValueError, match="not available for 'tiny-sd3'"): load_config(overrides=['model=tiny-sd3', 'export=true'])
+
+def test_sd3_from_a_diffusers_folder_with_lora(tmp_path):
+    from PIL import Image
+    from flash_dmd.models.sd3 import tiny_sd3, save_sd3
+    save_sd3(tiny_sd3(seed=0), tmp_path / 'sd3')
+    imgs = tmp_path / 'images'; imgs.mkdir()
+    for i, col in enumerate(['red', 'blue']): Image.new('RGB', (40, 40), col).save(imgs / f'{i}.png')
+    (tmp_path / 'prompts.jsonl').write_text('{"prompt": "a red square"}\n{"caption": "a blue sky"}\n')
+    r = train(load_config(overrides=['model=sd3', f'pretrained={tmp_path / "sd3"}', f'image_dir={imgs}', f'prompts={tmp_path / "prompts.jsonl"}',
+                                     'resolution=32', 'lora_rank=4', 'distill.batch=2', 'distill.gan=fake_head', 'max_steps=2',
+                                     'checkpoint_every=2', f'output_dir={tmp_path / "run"}']), progress=False)
+    assert r['steps'] == 2 and (tmp_path / 'run' / 'checkpoint-0000002').exists()
+    assert all('lora_' in n for n, p in r['distiller'].student.named_parameters() if p.requires_grad)

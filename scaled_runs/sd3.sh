@@ -7,12 +7,4 @@
 #   scaled_runs/sd3.sh resume=latest                     # continue after an interruption
 # Status: the code path runs end to end on a tiny SD3 built in code (tests/test_train.py, model=tiny-sd3);
 # it has not yet been run at full size.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=${FLASH_DMD_BIN:-.venv/bin}
-NPROC=${NPROC:-1}
-if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
-  # shellcheck disable=SC2086
-  exec "$BIN/torchrun" --nproc_per_node "$NPROC" ${TORCHRUN_ARGS:-} "$BIN/flash-dmd" train --config scaled_runs/sd3.yaml "$@"
-fi
-exec "$BIN/flash-dmd" train --config scaled_runs/sd3.yaml "$@"
+exec "$(dirname "$0")/launch.sh" scaled_runs/sd3.yaml "$@"

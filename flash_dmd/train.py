@@ -303,7 +303,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 last_ck = save_checkpoint(d, out, cfg, cfg.keep_checkpoints)
     finally:
         logs.close()
-        if started_pg: torch.distributed.destroy_process_group()
+        if started_pg:                          # leave together: a rank that exits while rank 0 still writes can abort gloo
+            torch.distributed.barrier(); torch.distributed.destroy_process_group()
     exported = None
     if cfg.export and main:
         from flash_dmd.export import export_sdxl

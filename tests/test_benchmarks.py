@@ -4,12 +4,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def test_stage1_quick_writes_json_and_png(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'stage1_toy.py'), '--quick', '--out', str(tmp_path), '--workers', '2'],
+def run_quick(name: str, out: Path) -> dict:
+    "Run `benchmarks/<name>.py --quick` into `out`; check it wrote its PNG; return its JSON."
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / f'{name}.py'), '--quick', '--out', str(out), '--workers', '2'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads((tmp_path / 'stage1_toy.json').read_text())
-    assert (tmp_path / 'stage1_toy.png').read_bytes()[:4] == b'\x89PNG'
+    assert (out / f'{name}.png').read_bytes()[:4] == b'\x89PNG'
+    return json.loads((out / f'{name}.json').read_text())
+
+def test_stage1_quick_writes_json_and_png(tmp_path):
+    res = run_quick('stage1_toy', tmp_path)
     methods = {'dmd', 'dmd2', 'dmd2+A', 'dmd2+B', 'flash', 'flash-noema'}
     assert set(res['summary']) == methods
     for m, s in res['summary'].items():
@@ -33,11 +37,7 @@ def test_readme_table_is_generated_from_json():
     assert r.returncode == 0, r.stdout + r.stderr
 
 def test_stage2_quick_writes_json_and_png(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'stage2_toy.py'), '--quick', '--out', str(tmp_path), '--workers', '2'],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads((tmp_path / 'stage2_toy.json').read_text())
-    assert (tmp_path / 'stage2_toy.png').read_bytes()[:4] == b'\x89PNG'
+    res = run_quick('stage2_toy', tmp_path)
     expected = {'flash+rl', 'distill-only', 'pure-rl', 'joint-no-pixelgan', 'rl-all-steps', 'post-hoc', 'refl',
                 'flash+rl@1:1', 'flash+rl@2:1', 'flash+rl@10:1'}
     assert set(res['summary']) == expected

@@ -1,0 +1,106 @@
+"Tests of Stage 2 in the trainer (init_from, resume, rewards at image scale) and of the speed options (8-bit Adam, compile)."
+import json
+from pathlib import Path
+import pytest, torch
+from flash_dmd.train import load_config, train, build, load_checkpoint, latest_checkpoint, make_reward
+
+def _state(d):
+    "Every tensor a Stage 2 run owns: models (with the RL reference) and optimiser states."
+    from flash_dmd.train import _modules, _optimizers
+    out = {f'{k}.{n}': t for k, m in _modules(d).items() for n, t in m.state_dict().items()}
+    for k, o in _optimizers(d).items():
+        for i, s in o.state_dict()['state'].items():
+            out.update({f'opt.{k}.{i}.{n}': v for n, v in s.items() if torch.is_tensor(v)})
+    return out
+
+def _equal(a, b):
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    bad = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not bad, bad[:5]
+
+@pytest.fixture(scope='module')
+def stage1(tmp_path_factory):
+    out = tmp_path_factory.mktemp('stage1')
+    train(load_config(overrides=[f'output_dir={out}', 'max_steps=10', 'checkpoint_every=10', 'distill.batch=64', 'report_to=none']),
+          progress=False)
+    return out
+
+def test_stage2_resume_is_bit_exact(stage1, tmp_path):
+    base = ['stage=2', f'init_from={stage1}', 'checkpoint_every=2', 'distill.batch=64', 'rl.batch=64', 'rl.rl_ratio=2',
+            'report_to=none', 'log_every=1']
+    a = train(load_config(overrides=base + [f'output_dir={tmp_path / "a"}', 'max_steps=4']), progress=False)['distiller']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=2']), progress=False)
+    r = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)
+    b = r['distiller']
+    assert r['resumed_from'].endswith('checkpoint-0000002')
+    assert (a.joint.cycles, a.joint.rl_updates, a.it) == (b.joint.cycles, b.joint.rl_updates, b.it) == (4, 8, 14)
+    _equal(a, b)
+    # the RL reference policy is the Stage 1 student, and the student has moved away from it
+    s1 = build(load_config(overrides=['distill.batch=64'])); load_checkpoint(s1, latest_checkpoint(stage1))
+    assert all(torch.equal(x, y) for x, y in zip(s1.student.state_dict().values(), b.joint.ref.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(s1.student.state_dict().values(), b.student.state_dict().values()))
+    rows = [json.loads(l) for l in (tmp_path / 'b' / 'metrics.jsonl').read_text().splitlines()]
+    assert [r_['cycle'] for r_ in rows] == [0, 1, 2, 3] and all('rl' in r_ and 'score_gap' in r_ for r_ in rows)
+
+def test_stage2_errors_are_clear(stage1, tmp_path):
+    with pytest.raises(FileNotFoundError, match='no checkpoint there'):
+        train(load_config(overrides=['stage=2', f'init_from={tmp_path / "nowhere"}', f'output_dir={tmp_path / "o"}']), progress=False)
+    # resuming a Stage 2 run from a Stage 1 checkpoint is a mistake the message names
+    with pytest.raises(ValueError, match='is a Stage 1 checkpoint: give it as init_from'):
+        train(load_config(overrides=['stage=2', f'resume={latest_checkpoint(stage1)}', f'output_dir={tmp_path / "o"}',
+                                     'distill.batch=64']), progress=False)
+    # a Stage 1 checkpoint of another method does not fit: say which parts it holds
+    with pytest.raises(ValueError, match="does not fit this run's models"):
+        train(load_config(overrides=['stage=2', f'init_from={stage1}', f'output_dir={tmp_path / "p"}', 'method=dmd2',
+                                     'distill.batch=64']), progress=False)
+    with pytest.raises(ValueError, match="cannot load 'no_such_pkg:f'"): make_reward('x0:no_such_pkg:f', None)
+    with pytest.raises(KeyError, match="unknown Stage 2 preset"): load_config(overrides=['stage=2', 'rl_method=grpo'])
+
+def test_stage2_on_tiny_sdxl_with_an_image_reward(tmp_path):
+    "The image path: SDXL conditions tiled for the DPO candidates, latents decoded by the VAE, scored by an image reward."
+    base = ['model=tiny-sdxl', 'distill.batch=2', 'report_to=none']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "s1"}', 'max_steps=2', 'checkpoint_every=2']), progress=False)
+    r = train(load_config(overrides=base + [f'output_dir={tmp_path / "s2"}', 'stage=2', f'init_from={tmp_path / "s1"}',
+                                            'max_steps=2', 'checkpoint_every=2', 'rl.batch=2', 'rl.k=3', 'rl.rl_ratio=1',
+                                            'reward_model=x0:brightness']), progress=False)
+    j = r['distiller'].joint
+    assert (j.cycles, j.rl_updates) == (2, 2) and all(t in (999, 749) for t in j.rl_t)
+    d = r['distiller']
+    # the noise-aware reward scores each candidate with its own prompt: tiling keeps candidate j of sample b at j * B + b
+    c = d.sample_cond(2, torch.Generator().manual_seed(0))
+    x = d.noise(2, torch.Generator().manual_seed(1))
+    rm, _ = make_reward('x0:brightness', d.teacher, d.disc.decode)
+    from flash_dmd.rl import tile_cond
+    s_pair = rm(torch.cat([x, x]), torch.full((4,), 749.), tile_cond(c, 2))
+    torch.testing.assert_close(s_pair[:2], s_pair[2:])
+    torch.testing.assert_close(s_pair[:2], rm(x, torch.full((2,), 749.), c))
+
+def test_adam8bit_trains_and_resumes(tmp_path):
+    bnb = pytest.importorskip('bitsandbytes')
+    base = ['optimizer=adam8bit', 'distill.batch=64', 'checkpoint_every=2', 'report_to=none']
+    a = train(load_config(overrides=base + [f'output_dir={tmp_path / "a"}', 'max_steps=4']), progress=False)['distiller']
+    assert isinstance(a.opt_g, bnb.optim.Adam8bit) and isinstance(a.opt_d, bnb.optim.Adam8bit)
+    st = next(iter(a.opt_g.state.values()))
+    assert st['state1'].dtype == torch.uint8                      # the moments are stored in 8 bits
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=2']), progress=False)
+    b = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)['distiller']
+    _equal(a, b)
+
+def test_compile_matches_eager(tmp_path):
+    "torch.compile changes how the networks run, not what they compute: the same losses to float tolerance, the same names."
+    base = ['distill.batch=64', 'max_steps=3', 'checkpoint_every=3', 'report_to=none', 'method=dmd2', 'log_every=1']
+    eager = train(load_config(overrides=base + [f'output_dir={tmp_path / "e"}']), progress=False)['distiller']
+    comp = train(load_config(overrides=base + [f'output_dir={tmp_path / "c"}', 'compile=true']),
+                 progress=False)['distiller']
+    compared = 0
+    for re_, rc in zip(eager.log, comp.log):
+        assert re_.keys() == rc.keys()
+        for k in ('dm', 'fake', 'd'):
+            if isinstance(re_.get(k), float):
+                assert abs(re_[k] - rc[k]) <= 1e-4 * max(1., abs(re_[k])), (k, re_[k], rc[k]); compared += 1
+    assert compared >= 4
+    from flash_dmd.train import _network
+    assert getattr(_network(comp.student), '_compiled_call_impl', None) is not None          # it did compile
+    assert getattr(_network(eager.student), '_compiled_call_impl', None) is None
+    assert [n for n, _ in eager.student.named_parameters()] == [n for n, _ in comp.student.named_parameters()]

@@ -18,7 +18,8 @@ lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 requirements = cfg.get('requirements', '').split()
 extras = {'dev': cfg.get('dev_requirements', '').split(),
-          'train': cfg.get('train_requirements', '').split()}
+          'train': cfg.get('train_requirements', '').split(),
+          'eval': cfg.get('eval_requirements', '').split()}
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
 
 setuptools.setup(

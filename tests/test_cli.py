@@ -58,3 +58,12 @@ def test_teacher_job_caches(tmp_path):
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.strip().splitlines()[-1])
     assert path.exists() and path.suffix == '.safetensors'
+
+def test_eval_job_forwards_to_the_evaluation_cli(tmp_path):
+    import subprocess, sys
+    from pathlib import Path
+    exe = Path(sys.executable).parent / 'flash-dmd'
+    r = subprocess.run([str(exe), 'eval', 'run', '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and '--prompts' in r.stdout
+    r = subprocess.run([str(exe), 'eval', 'run', '--model', 'no/such/model', '--prompts', 'nope.txt', '--out', str(tmp_path / 'out')], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'nope.txt' in r.stderr and not (tmp_path / 'out').exists()

@@ -118,6 +118,23 @@ def test_sdxl_from_a_diffusers_folder_with_real_images_and_a_broken_file(tmp_pat
     with pytest.raises(FileNotFoundError, match='image folder not found'):
         build(load_config(overrides=over[:2] + [f'image_dir={tmp_path / "noimgs"}'] + over[3:]))
 
+def test_sdxl_from_webdataset_shards_and_a_datasets_prompt_column(tmp_path):
+    "image_dir and prompts may name tar shards and a datasets folder instead of an image folder and a text file."
+    import io, tarfile, datasets
+    from PIL import Image
+    from flash_dmd.models.sdxl import tiny_sdxl, save_sdxl
+    save_sdxl(tiny_sdxl(seed=0), tmp_path / 'sdxl')
+    for k, cols in enumerate((['red', 'blue'], ['green'])):
+        with tarfile.open(tmp_path / f'part-{k:03d}.tar', 'w') as tf:
+            for j, col in enumerate(cols):
+                b = io.BytesIO(); Image.new('RGB', (40, 40), col).save(b, format='JPEG'); data = b.getvalue()
+                info = tarfile.TarInfo(f'{k}{j}.jpg'); info.size = len(data); tf.addfile(info, io.BytesIO(data))
+    datasets.Dataset.from_dict({'text': ['a red square', 'a blue sky']}).save_to_disk(str(tmp_path / 'prompts'))
+    over = ['model=sdxl', f'pretrained={tmp_path / "sdxl"}', f'image_dir={tmp_path / "part-{000..001}.tar"}',
+            f'prompts=hf:{tmp_path / "prompts"}', 'resolution=32', 'distill.batch=2', 'distill.gan=fake_head', 'max_steps=1', f'output_dir={tmp_path / "run"}']
+    r = train(load_config(overrides=over), progress=False)
+    assert r['steps'] == 1 and (tmp_path / 'run' / 'checkpoint-0000001').exists()
+
 def test_validation_images_and_loggers(tmp_path):
     from PIL import Image
     train(load_config(overrides=['max_steps=4', 'validate_every=2', 'distill.batch=32', f'output_dir={tmp_path / "toy"}']), progress=False)

@@ -194,7 +194,8 @@ class Distiller:
         if self.world == 1: return
         import torch.distributed as dist
         for p in params:
-            if p.grad is not None: dist.all_reduce(p.grad, op=dist.ReduceOp.SUM); p.grad /= self.world
+            if p.grad is None or type(p.grad).__name__ == 'DTensor': continue     # FSDP-sharded: already reduced in backward
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM); p.grad /= self.world
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         "Standard normal noise for `n` samples, from the run's generator (or `generator`), on the models' device."

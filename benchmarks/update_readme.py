@@ -112,9 +112,23 @@ def gpu_table(res: dict) -> str:
     else: lines.append('\nTiny SDXL + SAM on the GPU: ' + ', '.join(f"`{g}` {v['sec_per_iter']:.3f} s/iteration" for g, v in sd.items()) + '.')
     return '\n'.join(lines)
 
+def memory_table(res: dict) -> str:
+    n = res['param_counts']
+    lines = ["**Estimates** (`benchmarks/memory_plan.py`), not measurements: exact parameter counts of SDXL's published architecture "
+             f"(UNet {n['unet'] / 1e9:.3f}B, text encoders {n['text_encoders'] / 1e6:.0f}M, VAE {n['vae'] / 1e6:.1f}M, SAM ViT-B image encoder "
+             f"{n['sam_vit_b'] / 1e6:.1f}M) times bytes per parameter for each option set; activations are not included "
+             "(`benchmarks/gpu_iteration.py` measures peak memory on a GPU; not yet run at full size).", '',
+             '| plan | GiB per GPU (states) | GPU | fits | trainer options |', '|---|---|---|---|---|']
+    for r in res['plans']:
+        lines.append(f"| {r['plan']} | {r['total_gib']:.1f} | {r['gpu_memory_gib']} GB | {r['fits']} "
+                     f"({r['headroom_for_activations_gib']:.1f} GiB left) | `{r['options']}` |")
+    lines.append(f"\n'fits': {res['assumptions']['fits']}.")
+    return '\n'.join(lines)
+
 TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
-          'stage2': ('benchmarks/results/stage2_toy.json', stage2_table)}
+          'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
+          'memory': ('benchmarks/results/memory_plan.json', memory_table)}
 
 def main():
     check = '--check' in sys.argv[1:]

@@ -50,3 +50,27 @@ def test_stage2_quick_writes_json_and_png(tmp_path):
     assert runs['flash+rl@10:1']['curve'][-1]['rl_updates'] == 10 * c
     assert runs['post-hoc']['curve'][-1]['cycle'] == 2 * c
     assert res['summary']['distill-only']['reward_vs_control_mean'] == 0
+
+def test_gpu_iteration_runs_on_tiny_models(tmp_path):
+    "The full-size iteration benchmark, on the tiny SDXL (CPU here): every pass timed, shares and a projection written."
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'gpu_iteration.py'), '--model', 'tiny-sdxl', '--steps', '2',
+                        '--warmup', '1', '--reps', '1', '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / 'gpu_iteration.json').read_text())
+    assert (tmp_path / 'gpu_iteration.png').read_bytes()[:4] == b'\x89PNG'
+    assert res['tiny_models'] and res['sec_per_iter'] > 0 and len(res['sec_per_iter_all']) == 2
+    assert {'teacher_fwd', 'student_fwd_bwd', 'fake_fwd_bwd', 'vae_decode_fwd', 'sam_fwd', 'disc_fwd_bwd'} <= set(res['isolated_pass_seconds'])
+    assert {'student', 'fake', 'teacher', 'disc', 'disc.sam_fwd', 'disc.vae_decode_fwd'} <= set(res['share_of_iteration'])
+    f = res['passes_per_iter_in_batches']['forward']
+    assert f['teacher'] > 0 and f['student'] >= 1 and res['passes_per_iter_in_batches']['backward']['student'] >= 1
+    assert res['projection']['gpu_hours'] > 0 and res['iteration_over_essential'] > 0
+
+def test_memory_plan_counts_sdxl_exactly(tmp_path):
+    "The plan's parameter counts come from SDXL's architecture built on the meta device: the UNet has its known 2,567,463,684."
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'memory_plan.py'), '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / 'memory_plan.json').read_text())
+    assert res['estimate'] is True and res['param_counts']['unet'] == 2_567_463_684 and res['param_counts']['vae'] == 83_653_863
+    fp32, eight_bit = res['plans'][0], res['plans'][1]
+    assert fp32['fits'] == 'no' and eight_bit['fits'] == 'yes' and eight_bit['total_gib'] < fp32['total_gib']
+    assert (tmp_path / 'memory_plan.png').read_bytes()[:4] == b'\x89PNG'

@@ -113,6 +113,11 @@ def test_sdxl_from_a_diffusers_folder_with_real_images_and_a_broken_file(tmp_pat
         r = train(load_config(overrides=over), progress=False)
     assert r['steps'] == 3 and (tmp_path / 'run' / 'checkpoint-0000003').exists()
     assert sum('corrupt.jpg' in str(x.message) for x in w) == 1                     # skipped, counted, logged once
+    # the text encoders offloaded to the CPU, or every prompt encoded once up front: the same first batch either way
+    from flash_dmd.train import build as _build
+    conds = [_build(load_config(overrides=over + [f'text_encoders={m}'])).real_batch(2, torch.Generator().manual_seed(0))[1]
+             for m in ('device', 'cpu', 'precompute')]
+    for c in conds[1:]: torch.testing.assert_close(c.prompt_embeds, conds[0].prompt_embeds)
     with pytest.raises(OSError, match='no such local path'):
         build(load_config(overrides=over[:1] + [f'pretrained={tmp_path / "nope"}'] + over[2:]))
     with pytest.raises(FileNotFoundError, match='image folder not found'):
@@ -188,7 +193,7 @@ def test_tiny_sd3_with_lora_trains_and_resumes_bit_exactly(tmp_path):
     for ma, mb in ((a.student, b.student), (a.fake, b.fake), (a.disc, b.disc)):
         assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
     assert (tmp_path / 'a' / 'val-0000004.png').exists() and a.gen_updates == 2
-    with pytest.raises(ValueError, match='lora_rank is for the SD3'): load_config(overrides=['model=tiny-sdxl', 'lora_rank=4'])
+    with pytest.raises(ValueError, match='lora_rank is for the SDXL and SD3'): load_config(overrides=['lora_rank=4'])
 
 def test_sd3_from_a_diffusers_folder_with_lora(tmp_path):
     from PIL import Image

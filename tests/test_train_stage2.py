@@ -104,3 +104,34 @@ def test_compile_matches_eager(tmp_path):
     assert getattr(_network(comp.student), '_compiled_call_impl', None) is not None          # it did compile
     assert getattr(_network(eager.student), '_compiled_call_impl', None) is None
     assert [n for n, _ in eager.student.named_parameters()] == [n for n, _ in comp.student.named_parameters()]
+
+def test_frozen_weights_in_bf16_with_lora(tmp_path):
+    "frozen_dtype=bf16: teacher, VAE, SAM and the LoRA bases in bf16, the adapters in fp32; trains, validates and exports."
+    r = train(load_config(overrides=['model=tiny-sd3', 'lora_rank=4', 'frozen_dtype=bf16', 'mixed_precision=bf16', 'distill.batch=2',
+                                     'max_steps=2', 'checkpoint_every=2', f'output_dir={tmp_path}', 'report_to=none', 'validate_every=2',
+                                     'validation_prompts=[a red square]', 'export=true']), progress=False)
+    d = r['distiller']
+    assert {p.dtype for p in d.teacher.parameters()} == {p.dtype for p in d.parts.vae.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in d.disc.backbone.parameters()} == {torch.bfloat16}
+    assert {(p.requires_grad, p.dtype) for p in d.student.parameters()} == {(False, torch.bfloat16), (True, torch.float32)}
+    assert all(isinstance(v, float) and v == v for k, v in d.log[-1].items() if k in ('fake', 'dm', 'adv'))
+    assert (tmp_path / 'val-0000002.png').exists() and r['exported']
+    with pytest.raises(ValueError, match='frozen_dtype=bf16 needs mixed_precision=bf16'): load_config(overrides=['frozen_dtype=bf16'])
+
+def test_sdxl_lora_trains_and_exports_fused(tmp_path):
+    "LoRA on the SDXL UNet (the 24 GB plan): only adapters train; the export is a plain UNet that reproduces the student."
+    from flash_dmd.export import load_exported
+    from flash_dmd.schedules import sample_student
+    r = train(load_config(overrides=['model=tiny-sdxl', 'lora_rank=4', 'distill.batch=2', 'max_steps=2', 'checkpoint_every=2',
+                                     f'output_dir={tmp_path}', 'report_to=none', 'export=true']), progress=False)
+    d = r['distiller']
+    trainable = [n for n, p in d.student.named_parameters() if p.requires_grad]
+    assert trainable and all('lora_' in n for n in trainable)
+    pipe = load_exported(r['exported'])
+    assert not any('lora' in n for n, _ in pipe.unet.named_parameters())
+    c = d.parts.encode_prompts(['a red square'])
+    z = torch.randn(1, *d.x_shape, generator=torch.Generator().manual_seed(0))
+    out = pipe(prompt_embeds=c.prompt_embeds, pooled_prompt_embeds=c.pooled, num_inference_steps=4, guidance_scale=0.0, latents=z.clone(),
+               height=32, width=32, output_type='latent', generator=torch.Generator().manual_seed(1)).images
+    ours = sample_student(d.student, z, c, d.schedule, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, ours, atol=1e-3, rtol=1e-3)

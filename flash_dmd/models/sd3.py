@@ -259,16 +259,16 @@ def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def add_lora(model: SD3Denoiser, rank: int = 16, alpha: float | None = None, targets: Sequence[str] = SD3_LORA_TARGETS,
              dropout: float = 0.0, seed: int = 0) -> SD3Denoiser:
-    "Freeze `model` and add trainable LoRA adapters (peft, rank `rank`, scale `alpha / rank`) to its transformer's `targets`, in place (use a copy)."
+    "Freeze `model` and add trainable LoRA adapters (peft, rank `rank`, scale `alpha / rank`) to its network's `targets` (SD3 transformer or SDXL UNet), in place (use a copy)."
     peft = _peft()
     if lora_parameters(model): raise ValueError("this model already has LoRA adapters")
     model.requires_grad_(False)
     cfg = peft.LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(targets), lora_dropout=dropout)
     with torch.random.fork_rng(devices=[]):              # A's random init drawn from `seed`; B starts at zero
         torch.manual_seed(seed)
-        model.transformer.add_adapter(cfg)
+        (model.transformer if hasattr(model, 'transformer') else model.unet).add_adapter(cfg)
     params = lora_parameters(model)
-    if not params: raise ValueError(f"no module of the transformer matches the LoRA targets {tuple(targets)}")
+    if not params: raise ValueError(f"no module of the network matches the LoRA targets {tuple(targets)}")
     assert all(p.requires_grad for p in params) and sum(p.requires_grad for p in model.parameters()) == len(params)
     return model
 

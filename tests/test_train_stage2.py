@@ -135,3 +135,45 @@ def test_sdxl_lora_trains_and_exports_fused(tmp_path):
                height=32, width=32, output_type='latent', generator=torch.Generator().manual_seed(1)).images
     ours = sample_student(d.student, z, c, d.schedule, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out, ours, atol=1e-3, rtol=1e-3)
+
+def _brightness_prefs(root, n=16, seed=0):
+    "A preference file where the brighter image of each pair is chosen."
+    from PIL import Image
+    g = torch.Generator().manual_seed(seed); rows = []
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a, b = torch.randint(150, 255, (3,), generator=g).tolist(), torch.randint(0, 100, (3,), generator=g).tolist()
+        Image.new('RGB', (32, 32), tuple(a)).save(root / f'{i}w.png'); Image.new('RGB', (32, 32), tuple(b)).save(root / f'{i}l.png')
+        rows.append({'prompt': f'a bright image {i}', 'chosen': f'{i}w.png', 'rejected': f'{i}l.png'})
+    (root / 'prefs.jsonl').write_text('\n'.join(json.dumps(r) for r in rows))
+    return root / 'prefs.jsonl'
+
+def test_latent_reward_model_from_preferences_drives_stage2(tmp_path):
+    "`flash-dmd lrm` trains an LPO-style reward on the teacher's features from a preference file; Stage 2 uses it as lrm:<folder>."
+    import subprocess, sys
+    from flash_dmd.train import load_reward_model
+    from flash_dmd.data import read_preferences, preference_sampler
+    from flash_dmd.models.sdxl import vae_encode
+    exe = Path(sys.executable).parent / 'flash-dmd'
+    r = subprocess.run([str(exe), 'lrm', '--prefs', str(_brightness_prefs(tmp_path / 'prefs')), '--out', str(tmp_path / 'lrm'),
+                        '--steps', '60', '--batch', '8', '--lr', '1e-3', '--quiet', 'model=tiny-sdxl'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / 'lrm' / 'lrm.json').read_text())
+    assert meta['train_backbone'] is False and meta['skipped_images'] == 0
+    # held-out pairs (other colours): ordered like the preference at low noise, near chance at t=999
+    d = build(load_config(overrides=['model=tiny-sdxl', 'distill.batch=2']))
+    lrm = load_reward_model(tmp_path / 'lrm', d.teacher.model)
+    assert lrm.backbone is d.teacher.model                             # frozen backbone: shared with the teacher, not copied
+    pairs = preference_sampler(read_preferences(_brightness_prefs(tmp_path / 'held', seed=1)), 32,
+                               lambda x: vae_encode(d.parts.vae, x), d.parts.encode_prompts)
+    w, l, c = pairs(16, torch.Generator().manual_seed(5))
+    t0 = torch.zeros(16)
+    assert (lrm(w, t0, c) > lrm(l, t0, c)).float().mean() >= 0.9
+    # Stage 2 with it
+    base = ['model=tiny-sdxl', 'distill.batch=2', 'report_to=none']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "s1"}', 'max_steps=1', 'checkpoint_every=1']), progress=False)
+    out = train(load_config(overrides=base + [f'output_dir={tmp_path / "s2"}', 'stage=2', f'init_from={tmp_path / "s1"}', 'max_steps=1',
+                                              'rl.batch=2', 'rl.rl_ratio=1', f'reward_model=lrm:{tmp_path / "lrm"}']), progress=False)
+    assert out['distiller'].joint.rl_updates == 1
+    with pytest.raises(FileNotFoundError, match='no reward model in'):
+        load_reward_model(tmp_path / 'nowhere', d.teacher.model)

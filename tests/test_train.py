@@ -79,7 +79,9 @@ def test_smoke_script(tmp_path):
     r = subprocess.run(['bash', str(ROOT / 'scaled_runs' / 'smoke.sh'), str(tmp_path / 'smoke')], capture_output=True, text=True,
                        env={**os.environ, 'FLASH_DMD_BIN': str(BIN)}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert 'smoke: ok' in r.stdout and (tmp_path / 'smoke' / 'checkpoint-0000006' / 'models.safetensors').exists()
+    assert 'smoke: ok' in r.stdout and (tmp_path / 'smoke' / 'sdxl' / 'checkpoint-0000006' / 'models.safetensors').exists()
+    assert (tmp_path / 'smoke' / 'sd3' / 'checkpoint-0000004' / 'models.safetensors').exists()
+    assert 'sd3: reloaded the exported StableDiffusion3Pipeline' in r.stdout
 
 def test_export_reloads_and_matches_student(tmp_path):
     from flash_dmd.export import load_exported, student_scheduler

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .sdxl import vae_decode, check_source
+from .sdxl import vae_decode, from_pretrained_or_explain
 
 # %% auto #0
 __all__ = ['SAM_MEAN', 'SAM_STD', 'tiny_sam', 'even_levels', 'SamFeatures', 'load_sam', 'ConvHead', 'conv_head']
@@ -75,11 +75,8 @@ def load_sam(name_or_path: str | os.PathLike = 'facebook/sam-vit-base', levels: 
              image_size: int | None = None, dtype: torch.dtype | None = None) -> SamFeatures:
     "The frozen multi-level backbone of a pretrained SAM (`SamModel.from_pretrained(...).vision_encoder`) from a hub name or local path."
     from transformers import SamModel
-    src = check_source(name_or_path, 'load_sam', 'facebook/sam-vit-base')
-    try: sam = SamModel.from_pretrained(src, **({} if dtype is None else {'torch_dtype': dtype}))
-    except Exception as e:
-        raise OSError(f"load_sam: could not load a SAM model from {str(name_or_path)!r} (a SamModel checkpoint, e.g. 'facebook/sam-vit-base'; "
-                      f"offline runs need it cached or local): {type(e).__name__}: {e}") from e
+    sam = from_pretrained_or_explain(name_or_path, 'load_sam', 'a SAM model', "a SamModel checkpoint, e.g. 'facebook/sam-vit-base'",
+                                     'facebook/sam-vit-base', lambda src: SamModel.from_pretrained(src, **({} if dtype is None else {'torch_dtype': dtype})))
     return SamFeatures(sam.vision_encoder, levels, image_size)
 
 # %% ../../nbs/11_models_sam.ipynb #975c1fe8

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..schedules import FlowSchedule
 from .sdxl import (BatchedCond, encode_prompts, tiny_clip_tokenizer, tiny_text_encoders, vae_encode, vae_decode,
-                                   shape_images, check_source, _seeded, _device)
+                                   shape_images, check_source, from_pretrained_or_explain, _seeded, _device)
 
 # %% auto #0
 __all__ = ['SD3_TIMESTEP_SCALE', 'SD3_SUBFOLDERS', 'SD3_T5_SUBFOLDERS', 'SD3_LORA_TARGETS', 'SD3Cond', 'encode_sd3_prompts',
@@ -205,20 +205,17 @@ def load_sd3(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, 
     "Load SD3's transformer, VAE, CLIP encoders and tokenizers (and T5 with `t5=True`) from a diffusers folder or hub name (e.g. 'stabilityai/stable-diffusion-3-medium-diffusers')."
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from transformers import AutoTokenizer, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel
-    src = check_source(name_or_path, 'load_sd3', 'stabilityai/stable-diffusion-3-medium-diffusers')
     kw = {} if dtype is None else {'torch_dtype': dtype}
-    try:
-        transformer = SD3Transformer2DModel.from_pretrained(src, subfolder='transformer', **kw)
-        vae = AutoencoderKL.from_pretrained(src, subfolder='vae', **kw)
-        clips = tuple(CLIPTextModelWithProjection.from_pretrained(src, subfolder=s, **kw) for s in ('text_encoder', 'text_encoder_2'))
-        toks = tuple(CLIPTokenizer.from_pretrained(src, subfolder=s, model_max_length=77) for s in ('tokenizer', 'tokenizer_2'))
-        shift = FlowMatchEulerDiscreteScheduler.from_pretrained(src, subfolder='scheduler').config.shift
-        t5_enc = T5EncoderModel.from_pretrained(src, subfolder='text_encoder_3', **kw).eval().requires_grad_(False) if t5 else None
-        t5_tok = AutoTokenizer.from_pretrained(src, subfolder='tokenizer_3') if t5 else None
-    except Exception as e:
-        raise OSError(f"load_sd3: could not load an SD3 model from {str(name_or_path)!r} (expected subfolders "
-                      f"{SD3_SUBFOLDERS + (SD3_T5_SUBFOLDERS if t5 else ())}; offline runs need it cached or local): "
-                      f"{type(e).__name__}: {e}") from e
+    def load(src):
+        return (SD3Transformer2DModel.from_pretrained(src, subfolder='transformer', **kw), AutoencoderKL.from_pretrained(src, subfolder='vae', **kw),
+                tuple(CLIPTextModelWithProjection.from_pretrained(src, subfolder=s, **kw) for s in ('text_encoder', 'text_encoder_2')),
+                tuple(CLIPTokenizer.from_pretrained(src, subfolder=s, model_max_length=77) for s in ('tokenizer', 'tokenizer_2')),
+                FlowMatchEulerDiscreteScheduler.from_pretrained(src, subfolder='scheduler').config.shift,
+                T5EncoderModel.from_pretrained(src, subfolder='text_encoder_3', **kw).eval().requires_grad_(False) if t5 else None,
+                AutoTokenizer.from_pretrained(src, subfolder='tokenizer_3') if t5 else None)
+    transformer, vae, clips, toks, shift, t5_enc, t5_tok = from_pretrained_or_explain(
+        name_or_path, 'load_sd3', 'an SD3 model', f'expected subfolders {SD3_SUBFOLDERS + (SD3_T5_SUBFOLDERS if t5 else ())}',
+        'stabilityai/stable-diffusion-3-medium-diffusers', load)
     return SD3Parts(transformer, vae.eval().requires_grad_(False), toks, tuple(m.eval().requires_grad_(False) for m in clips),
                     FlowSchedule(shift=shift), image_size, t5_tok, t5_enc, t5_tokens)
 

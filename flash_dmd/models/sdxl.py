@@ -17,8 +17,8 @@ from ..schedules import Schedule, VPSchedule
 # %% auto #0
 __all__ = ['SHAPE_COLOURS', 'SHAPES', 'SDXL_SUBFOLDERS', 'BatchedCond', 'SDXLCond', 'make_time_ids', 'encode_prompts',
            'tiny_clip_tokenizer', 'tiny_text_encoders', 'shape_images', 'show_images', 'vae_encode', 'vae_decode',
-           'tiny_vae', 'tiny_unet', 'SDXLDenoiser', 'SDXLParts', 'tiny_sdxl', 'check_source', 'load_sdxl', 'save_sdxl',
-           'pool_sampler', 'shape_pool']
+           'tiny_vae', 'tiny_unet', 'SDXLDenoiser', 'SDXLParts', 'tiny_sdxl', 'check_source',
+           'from_pretrained_or_explain', 'load_sdxl', 'save_sdxl', 'pool_sampler', 'shape_pool']
 
 # %% ../../nbs/10_models_sdxl.ipynb #c999a263
 class BatchedCond:
@@ -283,21 +283,26 @@ def check_source(name_or_path: str | os.PathLike, what: str, example: str) -> st
         raise FileNotFoundError(f"{what}: no such local path {s!r}. Pass an existing folder or a hub name such as {example!r}.")
     return str(Path(s).expanduser()) if Path(s).expanduser().exists() else s
 
+def from_pretrained_or_explain(name_or_path: str | os.PathLike, who: str, what: str, expected: str, example: str, load: Callable):
+    "`load(source)` on the checked `name_or_path`; any failure becomes one `OSError` naming the source, what was expected and the cause."
+    src = check_source(name_or_path, who, example)
+    try: return load(src)
+    except Exception as e:
+        raise OSError(f"{who}: could not load {what} from {str(name_or_path)!r} ({expected}; offline runs need it cached "
+                      f"or local): {type(e).__name__}: {e}") from e
+
 def load_sdxl(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, image_size: int = 1024) -> SDXLParts:
     "Load SDXL's UNet, VAE, text encoders and tokenizers from a diffusers folder or hub name (e.g. 'stabilityai/stable-diffusion-xl-base-1.0')."
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-    src = check_source(name_or_path, 'load_sdxl', 'stabilityai/stable-diffusion-xl-base-1.0')
     kw = {} if dtype is None else {'torch_dtype': dtype}
-    try:
-        unet = UNet2DConditionModel.from_pretrained(src, subfolder='unet', **kw)
-        vae = AutoencoderKL.from_pretrained(src, subfolder='vae', **kw)
-        tes = (CLIPTextModel.from_pretrained(src, subfolder='text_encoder', **kw),
-               CLIPTextModelWithProjection.from_pretrained(src, subfolder='text_encoder_2', **kw))
-        toks = tuple(CLIPTokenizer.from_pretrained(src, subfolder=s, model_max_length=77) for s in ('tokenizer', 'tokenizer_2'))
-    except Exception as e:
-        raise OSError(f"load_sdxl: could not load an SDXL model from {str(name_or_path)!r} (expected subfolders {SDXL_SUBFOLDERS}; "
-                      f"offline runs need it cached or local): {type(e).__name__}: {e}") from e
+    def load(src):
+        return (UNet2DConditionModel.from_pretrained(src, subfolder='unet', **kw), AutoencoderKL.from_pretrained(src, subfolder='vae', **kw),
+                (CLIPTextModel.from_pretrained(src, subfolder='text_encoder', **kw),
+                 CLIPTextModelWithProjection.from_pretrained(src, subfolder='text_encoder_2', **kw)),
+                tuple(CLIPTokenizer.from_pretrained(src, subfolder=s, model_max_length=77) for s in ('tokenizer', 'tokenizer_2')))
+    unet, vae, tes, toks = from_pretrained_or_explain(name_or_path, 'load_sdxl', 'an SDXL model', f'expected subfolders {SDXL_SUBFOLDERS}',
+                                                      'stabilityai/stable-diffusion-xl-base-1.0', load)
     return SDXLParts(unet, vae.eval().requires_grad_(False), toks, tuple(t.eval().requires_grad_(False) for t in tes),
                      VPSchedule.scaled_linear(), image_size)
 

@@ -56,8 +56,8 @@ def plan(n: dict, lora_rank: int = 64) -> list[dict]:
     U, L = n['unet'], n[f'lora_r{lora_rank}']
     def row(name, gpus, vram, options, trained, frozen_bytes, opt_bytes, te_on_gpu, lora=False, fsdp=1, sam='sam_vit_b'):
         per = {}
-        if lora:      # student and fake: frozen bases (copies of the teacher) + fp32 adapters with grads and Adam
-            per['student + fake score'] = (2 * U * frozen_bytes + 2 * L * (4 + 4 + opt_bytes)) / GiB
+        if lora:      # student and fake: fp32 adapters with grads and Adam; their frozen bases are the teacher's tensors (share_frozen)
+            per['student + fake score'] = 2 * L * (4 + 4 + opt_bytes) / GiB
         else:
             per['student + fake score'] = 2 * U * (4 + 4 + opt_bytes) / fsdp / GiB
         per['teacher'] = U * frozen_bytes / GiB

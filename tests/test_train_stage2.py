@@ -177,3 +177,14 @@ def test_latent_reward_model_from_preferences_drives_stage2(tmp_path):
     assert out['distiller'].joint.rl_updates == 1
     with pytest.raises(FileNotFoundError, match='no reward model in'):
         load_reward_model(tmp_path / 'nowhere', d.teacher.model)
+
+def test_lora_bases_are_the_teachers_weights(tmp_path):
+    "LoRA students and fake scores keep no copy of the network: their frozen weights are the teacher's own tensors."
+    for model in ('tiny-sdxl', 'tiny-sd3'):
+        d = build(load_config(overrides=[f'model={model}', 'lora_rank=4', 'distill.batch=2']))
+        teacher = {id(p) for p in d.teacher.parameters()}
+        for m in (d.student, d.fake):
+            frozen = [p for p in m.parameters() if not p.requires_grad]
+            assert frozen and all(id(p) in teacher for p in frozen)
+        d.step()                                                # and it trains, the teacher unchanged by it
+        assert all(not p.requires_grad for p in d.teacher.parameters())

@@ -20,7 +20,8 @@ from .sdxl import (BatchedCond, encode_prompts, tiny_clip_tokenizer, tiny_text_e
 # %% auto #0
 __all__ = ['SD3_TIMESTEP_SCALE', 'SD3_SUBFOLDERS', 'SD3_T5_SUBFOLDERS', 'SD3_LORA_TARGETS', 'SD3Cond', 'encode_sd3_prompts',
            'tiny_sd3_text_encoders', 'tiny_t5', 'tiny_sd3_vae', 'tiny_sd3_transformer', 'SD3Denoiser', 'SD3Parts',
-           'tiny_sd3', 'load_sd3', 'save_sd3', 'sd3_pipeline', 'lora_parameters', 'add_lora', 'use_lora']
+           'tiny_sd3', 'load_sd3', 'save_sd3', 'sd3_pipeline', 'lora_parameters', 'add_lora', 'use_lora',
+           'share_frozen']
 
 # %% ../../nbs/13_models_sd3.ipynb #f2f77476
 SD3_TIMESTEP_SCALE = 1000     # SD3's transformer is conditioned on sigma * 1000 (diffusers: scheduler.timesteps = sigmas * 1000)
@@ -278,8 +279,21 @@ def use_lora(dist, rank: int = 16, alpha: float | None = None, targets: Sequence
                          "student needs a LoRA fake score too: pass fake=True, or use a config with ema_inject=None")
     cfg = dist.cfg
     add_lora(dist.student, rank, alpha, targets, seed=seed)
+    share_frozen(dist.student, dist.teacher.model)                # the frozen base is the teacher's: no second copy
     dist.opt_g = torch.optim.Adam(lora_parameters(dist.student), lr=cfg.lr_g, betas=cfg.betas)
     if fake:
         add_lora(dist.fake, rank, alpha, targets, seed=seed)      # same seed: the same adapters as the student's
+        share_frozen(dist.fake, dist.teacher.model)
         dist.opt_fake = torch.optim.Adam(lora_parameters(dist.fake), lr=cfg.lr_fake, betas=cfg.betas)
     return dist
+
+def share_frozen(model: nn.Module, reference: nn.Module) -> nn.Module:
+    "Point every frozen parameter of `model` at `reference`'s parameter of the same name (peft's `.base_layer` ignored): one copy in memory."
+    ref = dict(reference.named_parameters())
+    for name, p in list(model.named_parameters()):
+        if p.requires_grad: continue
+        q = ref.get(name.replace('.base_layer', ''))
+        if q is None or q.shape != p.shape: raise ValueError(f"share_frozen: the reference has no parameter matching {name!r}")
+        owner, _, attr = name.rpartition('.')
+        setattr(model.get_submodule(owner), attr, q)
+    return model

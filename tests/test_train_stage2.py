@@ -177,6 +177,8 @@ def test_latent_reward_model_from_preferences_drives_stage2(tmp_path):
     assert out['distiller'].joint.rl_updates == 1
     with pytest.raises(FileNotFoundError, match='no reward model in'):
         load_reward_model(tmp_path / 'nowhere', d.teacher.model)
+    with pytest.raises(FileNotFoundError, match="no reward model at 'someone/no-such-lrm'"):       # a hub id, offline in the tests
+        load_reward_model('someone/no-such-lrm', d.teacher.model)
 
 def test_lora_bases_are_the_teachers_weights(tmp_path):
     "LoRA students and fake scores keep no copy of the network: their frozen weights are the teacher's own tensors."

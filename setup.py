@@ -34,6 +34,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
+    package_data={cfg['lib_path']: ['assets/*']},   # the digits teacher checkpoint
     install_requires=requirements,
     extras_require=extras,
     python_requires='>=' + min_python,

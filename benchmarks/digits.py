@@ -34,13 +34,14 @@ N_SHOW = 40   # samples kept per run for the picture (4 per class)
 def _stage2(dist_cfg, state, seed, cycles, eval_every, n_eval, evaluator, teacher):
     "Stage 2 variants from one Stage 1 state; a curve of reward and judges per variant."
     import torch
-    from flash_dmd.digits import digits_distiller, student_digits, ink_reward, posterior_reward
+    from flash_dmd.digits import digits_distiller, student_digits, ink_reward
+    from flash_dmd.rewards import x0_reward
     from flash_dmd.rl import JointTrainer, rl_preset
     reward, out = ink_reward(), {}
     for name in STAGE2_VARIANTS:
         d = digits_distiller(dist_cfg, teacher)
         for k, sd in state.items(): getattr(d, k).load_state_dict(sd)
-        jt = JointTrainer(rl_preset(name, lr=RL_LR, batch=dist_cfg.batch, seed=seed), d, posterior_reward(reward, teacher), reward)
+        jt = JointTrainer(rl_preset(name, lr=RL_LR, batch=dist_cfg.batch, seed=seed), d, x0_reward(teacher, reward), reward)
         curve, t0, err = [], time.perf_counter(), None
         def evaluate(cycle):
             x, y = student_digits(d.student, n_eval, seed=1)

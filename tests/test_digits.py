@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from flash_dmd.rewards import x0_reward
 
 from flash_dmd.digits import (DigitsTeacherConfig, TEACHER_ASSET, digits_teacher_meta, load_digits_teacher, digits_preset,
-                              digits_distiller, digits_split, ink_reward, posterior_reward, DigitsUNet)
+                              digits_distiller, digits_split, ink_reward, DigitsUNet)
 from flash_dmd.distill import PRESETS
 from flash_dmd.rl import JointTrainer, rl_preset
 from test_benchmarks import run_quick
@@ -50,7 +51,7 @@ def test_distiller_rejects_a_non_digits_teacher():
 
 def test_joint_rl_runs_on_images(teacher):
     d = digits_distiller(digits_preset('flash', batch=4), teacher)
-    jt = JointTrainer(rl_preset('flash+rl', batch=4), d, posterior_reward(ink_reward(), teacher), ink_reward())
+    jt = JointTrainer(rl_preset('flash+rl', batch=4), d, x0_reward(teacher, ink_reward()), ink_reward())
     jt.step()
     assert jt.rl_updates == 5 and d.it == 1 and set(jt.rl_t) <= {999, 749}
 

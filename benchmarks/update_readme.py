@@ -112,6 +112,38 @@ def gpu_table(res: dict) -> str:
     else: lines.append('\nTiny SDXL + SAM on the GPU: ' + ', '.join(f"`{g}` {v['sec_per_iter']:.3f} s/iteration" for g, v in sd.items()) + '.')
     return '\n'.join(lines)
 
+def digits_table(res: dict) -> str:
+    S, R, C = res['summary'], res['references'], res['config']
+    ms = lambda d, k, nd=2: f"{d[k]['mean']:.{nd}f} ± {d[k]['std']:.{nd}f}"
+    lines = [f"Digits (`benchmarks/digits.py`): {len(C['seeds'])} seeds x {C['iterations']} iterations per method, batch "
+             f"{C['digits_defaults']['batch']}, the same learning rates for every method; Frechet distance (FD) in the evaluation "
+             f"network's features on {C['n_eval']} samples (final = {C['final_value']}). References: real vs real "
+             f"{R['real']['fd']:.1f}, teacher 50 steps {R['teacher_50_steps']['fd']:.1f}, teacher 4 steps {R['teacher_4_steps']['fd']:.1f}, "
+             f"student at init {R['student_at_init']['fd']:.1f}. Full run {res['wall_seconds'] / 60:.0f} min on this machine.", '',
+             '| method | final FD | best FD | recall | saturation | batch x gen iters | train s | reached DMD2\'s final FD |', '|---|---|---|---|---|---|---|---|']
+    for m, r in S.items():
+        c = r['cost_to_dmd2_final_fd']
+        reach = f"{c['reached']}/{c['of']} seeds" + (f", at {c['mean']:,.0f} batch x gen iters, {r['seconds_to_dmd2_final_fd']:.0f} s" if c['mean'] else '')
+        lines.append(f"| `{m}` | {ms(r, 'fd')} | {ms(r, 'best_fd')} | {r['recall']['mean']:.2f} | {r['saturation']['mean']:.3f} | "
+                     f"{r['batch_x_gen_iters']['mean']:,.0f} | {r['train_seconds']['mean']:.0f} | {reach} |")
+    f, d = S['flash'], S['dmd2']
+    worse = f['fd']['mean'] - f['fd']['std'] > d['fd']['mean'] + d['fd']['std']
+    rel = 'worse than' if worse else 'worse on average than (the seed spreads overlap)' if f['fd']['mean'] > d['fd']['mean'] else 'no worse than'
+    lines += ['', f"- Flash-DMD's final FD is {rel} DMD2's "
+              f"({f['fd']['mean']:.1f} ± {f['fd']['std']:.1f} against {d['fd']['mean']:.1f} ± {d['fd']['std']:.1f}); its best FD during training "
+              f"was {f['best_fd']['mean']:.1f}, and its saturation ended at {f['saturation']['mean']:.3f} against DMD2's {d['saturation']['mean']:.3f}: "
+              "with the timestep split it reaches a good student early and then drifts towards saturated images."]
+    if 'flash-nosplit' in S:
+        n = S['flash-nosplit']
+        lines.append(f"- Without the split (`split=False`) Flash-DMD ends at FD {n['fd']['mean']:.1f} ± {n['fd']['std']:.1f} (best {n['best_fd']['mean']:.1f}).")
+    st = res.get('stage2_summary', {})
+    if st:
+        lines += ['', f"Stage 2 on digits ({C['stage2']['cycles']} cycles from the `{C['stage2']['from']}` student, reward: {C['stage2']['reward']}):", '',
+                  '| schedule | reward change | FD change | accuracy change |', '|---|---|---|---|']
+        for k, r in st.items():
+            lines.append(f"| `{k}` | {ms(r, 'reward_change', 3)} | {ms(r, 'fd_change', 1)} | {ms(r, 'accuracy_change', 3)} |")
+    return '\n'.join(lines)
+
 def memory_table(res: dict) -> str:
     n = res['param_counts']
     lines = ["**Estimates** (`benchmarks/memory_plan.py`), not measurements: exact parameter counts of SDXL's published architecture "
@@ -128,7 +160,8 @@ def memory_table(res: dict) -> str:
 TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
-          'memory': ('benchmarks/results/memory_plan.json', memory_table)}
+          'memory': ('benchmarks/results/memory_plan.json', memory_table),
+          'digits': ('benchmarks/results/digits.json', digits_table)}
 
 def main():
     check = '--check' in sys.argv[1:]

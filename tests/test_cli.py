@@ -21,8 +21,13 @@ def test_help_lists_jobs():
 
 def test_demo_distils_and_writes_figure_and_metrics(tmp_path):
     out = tmp_path / 'demo'
-    r = run('demo', '--out', str(out), '--dataset', 'grid25', '--iters', '40', '--teacher-steps', '400', '--n-eval', '500')
+    r = run('demo', '--out', str(out), '--dataset', 'grid25', '--iters', '40', '--teacher-steps', '400', '--n-eval', '500',
+            '--digits-iters', '8')
     assert r.returncode == 0, r.stderr
+    dg = json.loads((out / 'digits.json').read_text())                 # then the digits: references, curve, final metrics
+    assert dg['iterations'] == 8 and dg['curve'][-1]['iterations'] == 8 and dg['cost']['generator_updates'] == 8
+    assert dg['references']['teacher_50_steps']['fd'] < dg['references']['student_at_init']['fd']
+    assert (out / 'digits.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and 'digits: flash student' in r.stdout
     m = json.loads((out / 'metrics.json').read_text())
     assert m['method'] == 'flash' and m['distill_config']['split'] is True and m['teacher_config']['steps'] == 400
     assert m['cost']['generator_updates'] == 40 and m['cost']['batch_x_gen_iters'] == 40 * m['distill_config']['batch']

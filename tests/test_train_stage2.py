@@ -190,3 +190,15 @@ def test_lora_bases_are_the_teachers_weights(tmp_path):
             assert frozen and all(id(p) in teacher for p in frozen)
         d.step()                                                # and it trains, the teacher unchanged by it
         assert all(not p.requires_grad for p in d.teacher.parameters())
+
+def test_stage2_with_lora_keeps_one_copy_and_resumes(tmp_path):
+    "Stage 2 on a LoRA student: the RL reference shares the teacher's frozen base too, and the run resumes bit-exactly."
+    base = ['model=tiny-sd3', 'lora_rank=4', 'distill.batch=2', 'report_to=none', 'checkpoint_every=1']
+    train(load_config(overrides=base + [f'output_dir={tmp_path / "s1"}', 'max_steps=1']), progress=False)
+    s2 = base + ['stage=2', f'init_from={tmp_path / "s1"}', 'rl.batch=2', 'rl.rl_ratio=1', 'reward_model=x0:brightness']
+    a = train(load_config(overrides=s2 + [f'output_dir={tmp_path / "a"}', 'max_steps=2']), progress=False)['distiller']
+    teacher = {id(p) for p in a.teacher.parameters()}
+    assert all(id(p) in teacher for n, p in a.joint.ref.named_parameters() if 'lora_' not in n)
+    train(load_config(overrides=s2 + [f'output_dir={tmp_path / "b"}', 'max_steps=1']), progress=False)
+    b = train(load_config(overrides=s2 + [f'output_dir={tmp_path / "b"}', 'max_steps=2', 'resume=latest']), progress=False)['distiller']
+    _equal(a, b)

@@ -287,11 +287,11 @@ def use_lora(dist, rank: int = 16, alpha: float | None = None, targets: Sequence
         dist.opt_fake = torch.optim.Adam(lora_parameters(dist.fake), lr=cfg.lr_fake, betas=cfg.betas)
     return dist
 
-def share_frozen(model: nn.Module, reference: nn.Module) -> nn.Module:
-    "Point every frozen parameter of `model` at `reference`'s parameter of the same name (peft's `.base_layer` ignored): one copy in memory."
+def share_frozen(model: nn.Module, reference: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
+    "Point every frozen parameter of `model` (but those whose name contains one of `skip`) at `reference`'s parameter of the same name (peft's `.base_layer` ignored): one copy in memory."
     ref = dict(reference.named_parameters())
     for name, p in list(model.named_parameters()):
-        if p.requires_grad: continue
+        if p.requires_grad or any(s in name for s in skip): continue
         q = ref.get(name.replace('.base_layer', ''))
         if q is None or q.shape != p.shape: raise ValueError(f"share_frozen: the reference has no parameter matching {name!r}")
         owner, _, attr = name.rpartition('.')

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .schedules import Schedule, STUDENT_TIMESTEPS, backward_simulate, sample_student, randn_like
+from .schedules import Schedule, STUDENT_TIMESTEPS, backward_simulate, sample_student, randn_like, sharded
 from .distill import Distiller, DistillConfig, preset, config_from_dict, checked_replace, toy_distiller, student_samples
 
 # %% auto #0
@@ -47,7 +47,7 @@ def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch
     with torch.no_grad():
         mean_ref, _ = lcm_transition(ref, x_t, t, c, schedule, t_next)
         B = x_t.shape[0]
-        cands = mean.detach()[None] + std[None] * randn_like(mean.detach()[None].expand(k, *mean.shape), generator)
+        cands = mean.detach()[None] + std[None] * randn_like(mean.detach()[None].expand(k, *mean.shape), generator, dim=1)   # [k, B]: B is the batch
         tn = torch.full((k * B,), float(t_next), device=x_t.device)
         c_rep = tile_cond(c, k)
         scores = reward_model(cands.flatten(0, 1), tn, c_rep).view(k, B)
@@ -115,10 +115,15 @@ class JointTrainer:
         self.cycles, self.rl_updates, self.rl_t, self.log = 0, 0, [], []
 
     def rl_step(self) -> dict:
-        "One RL update of the student (DPO at a random RL step, or ReFL through the whole chain)."
+        "One RL update of the student (DPO at a random RL step, or ReFL through the whole chain); data parallel like `Distiller.step`."
+        with sharded(self.d.rank, self.d.world): return self._rl_step()
+
+    def _rl_step(self) -> dict:
         d, cfg = self.d, self.cfg
-        c = d.sample_cond(cfg.batch, self.gen)
-        z = d.noise(cfg.batch, self.gen)
+        if cfg.batch % d.world: raise ValueError(f"RL batch {cfg.batch} (the global batch) must divide among {d.world} processes")
+        b = cfg.batch // d.world
+        c = d.sample_cond(b, self.gen)
+        z = d.noise(b, self.gen)
         ts = d.cfg.student_timesteps
         if cfg.rl == 'refl':
             x0 = sample_student(d.student, z, c, d.schedule, ts, self.gen)        # gradients through every step
@@ -133,6 +138,7 @@ class JointTrainer:
             self.rl_t.append(t)
         if not torch.isfinite(loss): raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at cycle {self.cycles}")
         self.opt.zero_grad(set_to_none=True); loss.backward()
+        d._sync_grads([p for g in self.opt.param_groups for p in g['params']])
         nn.utils.clip_grad_norm_(d.student.parameters(), cfg.grad_clip); self.opt.step()
         self.rl_updates += 1
         return {'rl': loss.item(), **out}

@@ -177,11 +177,13 @@ def _shard_draw(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     rank, world = sharded.current
     return draw(n) if world == 1 else draw(world * n)[rank * n:(rank + 1) * n]
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    "Standard normal noise shaped like `x`, drawn from `generator` (on its own device) when one is given (see `sharded`)."
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None, dim: int = 0) -> torch.Tensor:
+    "Standard normal noise shaped like `x`, drawn from `generator` (on its own device) when one is given; under `sharded`, this rank's slice of the world's draw along the batch dimension `dim`."
     if generator is None: return torch.randn_like(x)
-    draw = lambda n: torch.randn((n, *x.shape[1:]), generator=generator, dtype=x.dtype, device=generator.device)
-    return _shard_draw(draw, x.shape[0]).to(x.device)
+    rank, world = sharded.current
+    shape = list(x.shape); n = shape[dim]; shape[dim] = n * world
+    full = torch.randn(shape, generator=generator, dtype=x.dtype, device=generator.device)
+    return (full if world == 1 else full.narrow(dim, rank * n, n)).to(x.device)
 
 def _tvec(t, x: torch.Tensor) -> torch.Tensor:
     "Timestep value `t` repeated for each sample of `x`, as a float tensor on `x`'s device."

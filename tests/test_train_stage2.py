@@ -202,3 +202,26 @@ def test_stage2_with_lora_keeps_one_copy_and_resumes(tmp_path):
     train(load_config(overrides=s2 + [f'output_dir={tmp_path / "b"}', 'max_steps=1']), progress=False)
     b = train(load_config(overrides=s2 + [f'output_dir={tmp_path / "b"}', 'max_steps=2', 'resume=latest']), progress=False)['distiller']
     _equal(a, b)
+
+def test_stage2_two_processes_match_one(tmp_path):
+    "Stage 2 data parallel (gloo via torchrun): 2 processes with half the RL and distillation batch each reproduce 1 process."
+    import os, random, subprocess, sys
+    from safetensors.torch import load_file
+    bin_ = Path(sys.executable).parent
+    common = ['distill.batch=32', 'distill.normaliser=sample', 'report_to=none']
+    train(load_config(overrides=common + [f'output_dir={tmp_path / "s1"}', 'max_steps=4', 'checkpoint_every=4']), progress=False)
+    s2 = common + ['stage=2', f'init_from={tmp_path / "s1"}', 'max_steps=2', 'checkpoint_every=2', 'rl.batch=32', 'rl.rl_ratio=2',
+          'rl.lr=1e-3']                            # RL moves the student well beyond the tolerance below
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([str(bin_ / 'flash-dmd'), 'train', '--quiet', f'output_dir={tmp_path / "one"}', *s2], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([str(bin_ / 'torchrun'), '--nproc_per_node', '2', '--master_port', str(random.randint(20000, 40000)),
+                        str(bin_ / 'flash-dmd'), 'train', '--quiet', f'output_dir={tmp_path / "two"}', *s2],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_file(tmp_path / 'one' / 'checkpoint-0000002' / 'models.safetensors')
+    b = load_file(tmp_path / 'two' / 'checkpoint-0000002' / 'models.safetensors')
+    assert a.keys() == b.keys() and any(k.startswith('rl_ref.') for k in a)
+    for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-4 if not k.startswith('student.') else 2e-5, rtol=0)
+    st = json.loads((tmp_path / 'two' / 'checkpoint-0000002' / 'state.json').read_text())
+    assert st['rl_updates'] == 4 and st['rl_cycles'] == 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Flash-DMD Stage 2 on SDXL (see sdxl_rl.yaml for every setting and its source): joint step-level DPO + distillation,
-# continuing a Stage 1 run of scaled_runs/sdxl.sh. One process (Stage 2 is not data parallel yet).
+# continuing a Stage 1 run of scaled_runs/sdxl.sh. NPROC=8 runs it data parallel (rl.batch and distill.batch are global).
 #   flash-dmd lrm --config scaled_runs/sdxl_rl.yaml --prefs data/prefs.jsonl --out runs/lrm-xl   # a latent reward model first
 #   scaled_runs/sdxl_rl.sh init_from=runs/sdxl-flash reward_model=lrm:runs/lrm-xl
 #   scaled_runs/sdxl_rl.sh reward_model=my_rewards:lrm_xl resume=latest        # continue after an interruption

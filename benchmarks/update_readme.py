@@ -144,6 +144,24 @@ def digits_table(res: dict) -> str:
             lines.append(f"| `{k}` | {ms(r, 'reward_change', 3)} | {ms(r, 'fd_change', 1)} | {ms(r, 'accuracy_change', 3)} |")
     return '\n'.join(lines)
 
+def digits_split_table(res: dict) -> str:
+    S, C = res['summary'], res['config']
+    base = S['flash']
+    lines = [f"What keeps the split from drifting on digits (`benchmarks/digits_split.py`): one change at a time on top of `flash`, "
+             f"{len(C['seeds'])} seeds x {C['iterations']} iterations, FD of {C['n_eval']} samples against the held-out split; drift = final FD "
+             "minus the best FD of the run.", '', '| variant | final FD | best FD | drift | final saturation |', '|---|---|---|---|---|']
+    for v, r in S.items():
+        if not r['n_seeds']: lines.append(f"| {v} | diverged | | | |"); continue
+        lines.append(f"| {v} | {r['final_fd']['mean']:.1f} ± {r['final_fd']['std']:.1f} | {r['best_fd']['mean']:.1f} | "
+                     f"{r['drift']['mean']:.1f} ± {r['drift']['std']:.1f} | {r['final_saturation']['mean']:.3f} |")
+    better = [v for v, r in S.items() if v != 'flash' and r['n_seeds'] and r['final_fd']['mean'] + r['final_fd']['std'] < base['final_fd']['mean'] - base['final_fd']['std']]
+    lines += ['', '- Clearly better than `flash` at the end (the seed spreads do not overlap): ' + (', '.join(f'`{v}`' for v in better) if better else 'none') + '.']
+    ok = {v: r for v, r in S.items() if r['n_seeds']}
+    least = min(ok, key=lambda v: ok[v]['drift']['mean'])
+    lines.append(f"- Least drift: `{least}` ({ok[least]['drift']['mean']:.1f} ± {ok[least]['drift']['std']:.1f}, final FD {ok[least]['final_fd']['mean']:.1f}) "
+                 f"against `flash`'s {base['drift']['mean']:.1f} ± {base['drift']['std']:.1f}; with {len(C['seeds'])} seeds this is a lead to follow, not a fix.")
+    return '\n'.join(lines)
+
 def memory_table(res: dict) -> str:
     n = res['param_counts']
     lines = ["**Estimates** (`benchmarks/memory_plan.py`), not measurements: exact parameter counts of SDXL's published architecture "
@@ -161,7 +179,8 @@ TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
           'memory': ('benchmarks/results/memory_plan.json', memory_table),
-          'digits': ('benchmarks/results/digits.json', digits_table)}
+          'digits': ('benchmarks/results/digits.json', digits_table),
+          'digits_split': ('benchmarks/results/digits_split.json', digits_split_table)}
 
 def main():
     check = '--check' in sys.argv[1:]

@@ -74,3 +74,13 @@ def test_memory_plan_counts_sdxl_exactly(tmp_path):
     fp32, eight_bit = res['plans'][0], res['plans'][1]
     assert fp32['fits'] == 'no' and eight_bit['fits'] == 'yes' and eight_bit['total_gib'] < fp32['total_gib']
     assert (tmp_path / 'memory_plan.png').read_bytes()[:4] == b'\x89PNG'
+
+def test_digits_split_ablation_quick(tmp_path):
+    "The split ablation on digits: one run per variant, its summary and picture."
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'digits_split.py'), '--quick', '--out', str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT / 'benchmarks')
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / 'digits_split.json').read_text())
+    assert {'flash', 'split=False', 'normaliser=sample'} <= set(res['summary']) and len(res['runs']) == len(res['summary'])
+    assert all(s['n_seeds'] == 1 and s['drift']['mean'] >= 0 for s in res['summary'].values())
+    assert (tmp_path / 'digits_split.png').read_bytes()[:4] == b'\x89PNG'

@@ -18,7 +18,7 @@ import flash_dmd
 from .schedules import (Schedule, VPSchedule, STUDENT_TIMESTEPS, with_cfg, sample_teacher, sample_student,
                                  denoising_loss)
 from .toy import timestep_embedding, save_model, precision_recall, balanced_labels
-from .distill import DistillConfig, Distiller, preset, make_regression_pairs
+from .distill import DistillConfig, Distiller, preset, make_regression_pairs, health
 
 # %% auto #0
 __all__ = ['DIGITS_TEST_FRAC', 'DIGITS_SPLIT_SEED', 'TEACHER_ASSET', 'DIGITS_DEFAULTS', 'digits_split', 'digits_grid',
@@ -336,18 +336,23 @@ def digits_distiller(cfg: DistillConfig, teacher: nn.Module | None = None, backb
 
 def run_digits(cfg: DistillConfig, iters: int, eval_every: int = 100, n_eval: int = 1000, teacher: nn.Module | None = None,
                evaluator: DigitsEvaluator | None = None, progress: bool = False, callback: Callable | None = None) -> tuple[Distiller, list[dict]]:
-    "Distil the digits teacher for `iters` iterations of `cfg`; evaluate the 4-step student every `eval_every` (and at 0 and the end)."
+    """Distil the digits teacher for `iters` iterations of `cfg`; every `eval_every` (and at 0 and the end) evaluate the 4-step
+    student the run is judged by (`eval_student`: the EMA when on), the raw student beside it (`raw_*`), and the health signals."""
     if iters < 0 or eval_every < 1: raise ValueError(f"need iters >= 0 and eval_every >= 1, got {iters} and {eval_every}")
     ev = evaluator if evaluator is not None else DigitsEvaluator()
-    dist, curve = digits_distiller(cfg, teacher), []
+    dist, curve, seen = digits_distiller(cfg, teacher), [], 0
     it_range = range(iters + 1)
     if progress:
         from tqdm.auto import tqdm
         it_range = tqdm(it_range, desc='distilling digits', leave=False)
     for i in it_range:
         if i % eval_every == 0 or i == iters:
-            with dist.passes.paused(): m = ev(*student_digits(dist.student, n_eval, seed=1, timesteps=cfg.student_timesteps))
-            curve.append({**{k: v for k, v in dist.cost().items() if k != 'passes_by_net'}, **m})
+            with dist.passes.paused():
+                m = ev(*student_digits(dist.eval_student, n_eval, seed=1, timesteps=cfg.student_timesteps))
+                if dist.student_ema is not None:
+                    m.update({f'raw_{k}': v for k, v in ev(*student_digits(dist.student, n_eval, seed=1, timesteps=cfg.student_timesteps)).items()})
+            curve.append({**{k: v for k, v in dist.cost().items() if k != 'passes_by_net'}, **m, 'health': health(dist.log[seen:])})
+            seen = len(dist.log)
             if callback: callback(dist, curve[-1])
         if i < iters: dist.step()
     return dist, curve

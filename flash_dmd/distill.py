@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from fastcore.basics import patch
 
 from .schedules import (Schedule, STUDENT_TIMESTEPS, with_cfg, sample_student, backward_simulate, student_step,
                                  sample_teacher, randn_like, sharded)
@@ -18,62 +19,79 @@ from .gan import (d_loss, g_loss, r1_penalty, FakeFeatureHead, fake_feature_logi
                            RandomFeatureBackbone, GAN_LOSSES)
 
 # %% auto #0
-__all__ = ['PRESETS', 'DistillConfig', 'checked_replace', 'config_from_dict', 'preset', 'PassCounter', 'Distiller', 'ema_inject',
-           'make_regression_pairs', 'toy_distiller', 'student_samples', 'run_toy', 'loss_map']
+__all__ = ['PRESETS', 'HEALTH_SIGNALS', 'DistillConfig', 'checked_replace', 'config_from_dict', 'preset', 'PassCounter',
+           'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs', 'toy_distiller',
+           'student_samples', 'health', 'run_toy', 'loss_map']
 
 # %% ../nbs/04_distill.ipynb #56df21a6
 @dataclass
 class DistillConfig:
-    "Every knob of a distillation run; the presets `dmd`, `dmd2` and `flash` differ only in these fields."
+    "Every knob of a distillation run; the presets (`PRESETS`) differ only in these fields."
     gan: str = 'pixel'                  # 'none', 'fake_head' (DMD2) or 'pixel' (Flash-DMD)
     ttur: int = 1                       # critic (fake score + discriminator) updates per generator update
     split: bool = True                  # timestep-aware split: DM loss at `dm_steps`, GAN loss only at `adv_step`
     dm_steps: tuple = (999, 749, 499)   # with `split`: student timesteps whose outputs get the DM loss
     adv_step: int = 249                 # with `split`: the timestep whose output gets the adversarial loss
-    student_timesteps: tuple = STUDENT_TIMESTEPS
+    student_timesteps: tuple = STUDENT_TIMESTEPS   # (999,) makes a one-step student (DMD v1)
     fake_loss: str = 'denoise'          # 'denoise', or 'denoise+gan' (DMD2: the GAN loss also trains the fake score)
-    fake_train_on: str = 'final'        # 'final' 4-step samples (Flash-DMD) or 'per_step' outputs at a random step
+    fake_train_on: str = 'final'        # what critics train on: 'final' 4-step samples (Flash-DMD) or 'per_step' outputs (DMD2)
     fake_target: str | None = None      # parameterisation of the fake score's loss; None: the model's own `pred` (else 'eps')
     ema_inject: float | None = 0.999    # lambda of fake <- lambda*fake + (1-lambda)*student after each generator step; None: off
+    student_ema: float | None = None    # decay of the EMA of the student's weights, used to evaluate and export; None: off
+    student_ema_warmup: bool = True     # effective decay min(student_ema, (1+n)/(10+n)) after n generator updates
     regression_weight: float = 0.0      # DMD v1's regression loss on (noise -> teacher ODE output) pairs
     n_regression_pairs: int = 2048      # size of that paired set
     w_dm: float = 1.0                   # weight of the DM loss in the generator objective
-    w_adv: float = 0.03                 # weight of the adversarial loss in the generator objective
-    w_d: float = 1.0                    # weight of the discriminator loss in the critic objective
+    w_adv: float = 0.03                 # weight of the adversarial loss, relative to the DM loss (w_dm), in the generator objective
+    w_d: float = 1.0                    # weight of the discriminator loss, relative to the fake score's denoising loss, in the critic objective
     gan_loss: str = 'hinge'             # 'hinge' or 'ns'
     cond_gan: bool = True               # Pixel-GAN heads also see the class (toy scale; see 03_gan)
     r1: float = 0.0                     # R1 penalty weight (gamma/2) on the Pixel-GAN's real inputs
-    guidance: float = 1.0               # CFG scale of the real score (toy default 1, see method.md §10)
+    guidance: float = 1.0               # CFG scale of the real score (toy default 1: guidance biases the fixed point, see 01_toy)
     tau_range: tuple = (0.02, 0.98)     # DM re-noise levels, as fractions of T (DMD2: 20..980)
     normaliser: str = 'tau_bins'        # DM gradient normaliser (see 02_dmd); 'sample' is DMD2's
     batch: int = 256
     lr_g: float = 1e-4                  # student (generator) learning rate
     lr_fake: float = 1e-4               # fake score learning rate
     lr_d: float = 1e-4                  # discriminator head learning rate
+    lr_schedule: str = 'constant'       # 'constant', or 'cosine': down to lr_min x the rate at iteration lr_horizon
+    lr_warmup: int = 0                  # iterations of linear warm-up of every learning rate (0: none)
+    lr_horizon: int = 0                 # with 'cosine': the iteration where the decay ends (usually the budget)
+    lr_min: float = 0.1                 # with 'cosine': the final rate as a fraction of the initial one
     betas: tuple = (0.9, 0.999)         # Adam betas of student and fake score
     betas_d: tuple = (0.5, 0.999)       # Adam betas of the discriminator heads
     grad_clip: float = 10.0             # max grad norm of each update (DMD2: 10)
     seed: int = 0
 
-    def __post_init__(self):
-        self.dm_steps, self.student_timesteps = tuple(self.dm_steps), tuple(self.student_timesteps)
-        self.tau_range, self.betas, self.betas_d = tuple(self.tau_range), tuple(self.betas), tuple(self.betas_d)   # YAML gives lists
-        ts = self.student_timesteps
-        checks = [  # (ok, message), checked in order: a later check may rely on an earlier one
-            (lambda: self.gan in ('none', 'fake_head', 'pixel'), lambda: f"gan must be 'none', 'fake_head' or 'pixel', got {self.gan!r}"),
-            (lambda: self.ttur >= 1, lambda: f"ttur must be >= 1, got {self.ttur}"),
-            (lambda: self.fake_loss in ('denoise', 'denoise+gan'), lambda: f"fake_loss must be 'denoise' or 'denoise+gan', got {self.fake_loss!r}"),
-            (lambda: self.fake_loss == 'denoise' or self.gan == 'fake_head', lambda: "fake_loss='denoise+gan' needs gan='fake_head'"),
-            (lambda: self.fake_train_on in ('final', 'per_step'), lambda: f"fake_train_on must be 'final' or 'per_step', got {self.fake_train_on!r}"),
-            (lambda: self.ema_inject is None or 0 <= self.ema_inject < 1, lambda: f"ema_inject must be None or in [0, 1), got {self.ema_inject}"),
-            (lambda: self.gan_loss in GAN_LOSSES, lambda: f"gan_loss must be one of {GAN_LOSSES}, got {self.gan_loss!r}"),
-            (lambda: self.normaliser in NORMALISERS, lambda: f"normaliser must be one of {NORMALISERS}, got {self.normaliser!r}"),
-            (lambda: not self.split or set(self.dm_steps) <= set(ts), lambda: f"dm_steps {self.dm_steps} must be student timesteps {ts}"),
-            (lambda: not self.split or self.adv_step in ts, lambda: f"adv_step {self.adv_step} must be a student timestep {ts}"),
-            (lambda: not self.split or all(ts.index(t) < ts.index(self.adv_step) for t in self.dm_steps),
-             lambda: "with split, every dm_step must come before adv_step in the student's schedule")]
-        for ok, msg in checks:
-            if not ok(): raise ValueError(f"DistillConfig: {msg()}")
+    def __post_init__(self): _normalise_and_check(self)      # defined below, with the checks
+
+# %% ../nbs/04_distill.ipynb #c0a1e002
+_CHECKS = [  # (ok, message), checked in order: a later check may rely on an earlier one
+    (lambda s: s.gan in ('none', 'fake_head', 'pixel'), lambda s: f"gan must be 'none', 'fake_head' or 'pixel', got {s.gan!r}"),
+    (lambda s: s.ttur >= 1, lambda s: f"ttur must be >= 1, got {s.ttur}"),
+    (lambda s: s.fake_loss in ('denoise', 'denoise+gan'), lambda s: f"fake_loss must be 'denoise' or 'denoise+gan', got {s.fake_loss!r}"),
+    (lambda s: s.fake_loss == 'denoise' or s.gan == 'fake_head', lambda s: "fake_loss='denoise+gan' needs gan='fake_head'"),
+    (lambda s: s.fake_train_on in ('final', 'per_step'), lambda s: f"fake_train_on must be 'final' or 'per_step', got {s.fake_train_on!r}"),
+    (lambda s: s.ema_inject is None or 0 <= s.ema_inject < 1, lambda s: f"ema_inject must be None or in [0, 1), got {s.ema_inject}"),
+    (lambda s: s.student_ema is None or 0 <= s.student_ema < 1, lambda s: f"student_ema must be None or in [0, 1), got {s.student_ema}"),
+    (lambda s: s.gan_loss in GAN_LOSSES, lambda s: f"gan_loss must be one of {GAN_LOSSES}, got {s.gan_loss!r}"),
+    (lambda s: s.normaliser in NORMALISERS, lambda s: f"normaliser must be one of {NORMALISERS}, got {s.normaliser!r}"),
+    (lambda s: s.lr_schedule in ('constant', 'cosine'), lambda s: f"lr_schedule must be 'constant' or 'cosine', got {s.lr_schedule!r}"),
+    (lambda s: s.lr_warmup >= 0 and 0 <= s.lr_min <= 1, lambda s: f"need lr_warmup >= 0 and 0 <= lr_min <= 1, got {s.lr_warmup}, {s.lr_min}"),
+    (lambda s: s.lr_schedule != 'cosine' or s.lr_horizon > s.lr_warmup,
+     lambda s: f"lr_schedule='cosine' needs lr_horizon (the iteration where the decay ends) > lr_warmup, got {s.lr_horizon}"),
+    (lambda s: len(s.student_timesteps) >= 1, lambda s: "student_timesteps must hold at least one timestep"),
+    (lambda s: not s.split or set(s.dm_steps) <= set(s.student_timesteps), lambda s: f"dm_steps {s.dm_steps} must be student timesteps {s.student_timesteps}"),
+    (lambda s: not s.split or s.adv_step in s.student_timesteps, lambda s: f"adv_step {s.adv_step} must be a student timestep {s.student_timesteps}"),
+    (lambda s: not s.split or all(s.student_timesteps.index(t) < s.student_timesteps.index(s.adv_step) for t in s.dm_steps),
+     lambda s: "with split, every dm_step must come before adv_step in the student's schedule")]
+
+def _normalise_and_check(self: DistillConfig):
+    "Tuples for YAML's lists, then every check of `_CHECKS`; the first that fails raises a `ValueError` naming the field."
+    self.dm_steps, self.student_timesteps = tuple(self.dm_steps), tuple(self.student_timesteps)
+    self.tau_range, self.betas, self.betas_d = tuple(self.tau_range), tuple(self.betas), tuple(self.betas_d)   # YAML gives lists
+    for ok, msg in _CHECKS:
+        if not ok(self): raise ValueError(f"DistillConfig: {msg(self)}")
 
 def checked_replace(base, d: dict):
     "A copy of dataclass `base` with the keys of `d` replaced; an unknown key raises a `KeyError` naming the nearest valid one."
@@ -89,13 +107,21 @@ def config_from_dict(d: dict, base: DistillConfig | None = None) -> DistillConfi
     return checked_replace(base or DistillConfig(), d)
 
 # %% ../nbs/04_distill.ipynb #9a823bbb
+_EVAL = dict(student_ema=0.99)       # every preset evaluates an EMA of its student, so methods compare on equal terms
+_DMD2 = dict(gan='fake_head', split=False, fake_loss='denoise+gan', fake_train_on='per_step', ema_inject=None, **_EVAL)
 PRESETS = {
-    'dmd':   dict(gan='none', ttur=1, split=False, fake_loss='denoise', ema_inject=None, regression_weight=0.25),
-    'dmd2':  dict(gan='fake_head', ttur=5, split=False, fake_loss='denoise+gan', ema_inject=None),
-    'dmd2+A': dict(gan='pixel', ttur=5, split=False, fake_loss='denoise', ema_inject=None),
-    'dmd2+B': dict(gan='fake_head', ttur=2, split=False, fake_loss='denoise+gan', ema_inject=None),
-    'flash': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999),
-    'flash-noema': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=None),
+    # DMD v1 (arXiv 2311.18828): a one-step generator, the DM loss plus a regression loss on teacher (noise -> image) pairs
+    'dmd':        dict(gan='none', ttur=1, split=False, ema_inject=None, regression_weight=0.25, student_timesteps=(999,), **_EVAL),
+    # the same losses on a 4-step backward-simulated student (not a method of any paper: a bridge between DMD and DMD2)
+    'dmd-4step':  dict(gan='none', ttur=1, split=False, ema_inject=None, regression_weight=0.25, **_EVAL),
+    # DMD2 (arXiv 2405.14867): GAN head on the fake score, TTUR 5, critics trained on the generator's per-step outputs
+    'dmd2':       dict(ttur=5, **_DMD2),
+    'dmd2+A':     dict(_DMD2, gan='pixel', fake_loss='denoise', ttur=5),      # the paper's ablation: + Pixel-GAN
+    'dmd2+B':     dict(ttur=2, **_DMD2),                                       # the paper's ablation: + aggressive TTUR
+    'dmd2-final': dict(_DMD2, ttur=5, fake_train_on='final'),                  # DMD2 with critics on final 4-step samples
+    # Flash-DMD (arXiv 2511.20549): Pixel-GAN, TTUR 1, the timestep split, EMA injection into the fake score
+    'flash':       dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, **_EVAL),
+    'flash-noema': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=None, **_EVAL),
 }
 
 def preset(name: str, **overrides) -> DistillConfig:
@@ -161,6 +187,8 @@ class Distiller:
                 feat_dim = self.fake.features(x_probe, torch.zeros(2, device=self.device), c_probe).flatten(1).shape[1]
                 self.disc = FakeFeatureHead(feat_dim).to(self.device)
             else: self.disc = None
+        self.student_ema = None
+        if cfg.student_ema is not None: self.make_student_ema()
         self.real = with_cfg(self.teacher, cfg.guidance, teacher.null_cond)
         self.fake_target = cfg.fake_target or getattr(teacher, 'pred', 'eps')
         self.opt_g = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_g, betas=cfg.betas)
@@ -184,7 +212,7 @@ class Distiller:
         return x[sl], c[sl]
 
     def sample_cond(self, n: int, generator: torch.Generator | None = None):
-        "Conditions for `n` student samples: from `cond_batch` when given, else those of a real batch."
+        "Conditions for `n` student samples: from `cond_batch` when given (prompts only), else those of a real batch."
         g = self.gen if generator is None else generator
         if self.cond_batch is None: return self.real_batch(n, g)[1]
         return self.cond_batch(n, g) if self.world == 1 else self.cond_batch(n * self.world, g)[self.rank * n:(self.rank + 1) * n]
@@ -201,105 +229,145 @@ class Distiller:
         "Standard normal noise for `n` samples, from the run's generator (or `generator`), on the models' device."
         return randn_like(torch.empty(n, *self.x_shape, device=self.device), self.gen if generator is None else generator)
 
-    # --- critic side -------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def student_samples(self, z, c) -> torch.Tensor:
-        "What the fake score trains on: final 4-step samples, or the x0 output at a random student step."
-        ts = self.cfg.student_timesteps
-        if self.cfg.fake_train_on == 'final': return sample_student(self.student, z, c, self.schedule, ts, self.gen)
-        k = int(torch.randint(len(ts), (1,), generator=self.gen))
-        x_k = backward_simulate(self.student, z, c, self.schedule, k, ts, self.gen)
-        return student_step(self.student, x_k, ts[k], c, self.schedule)[1]
+# %% ../nbs/04_distill.ipynb #c0a1e004
+@patch
+@torch.no_grad()
+def student_samples(self: Distiller, z, c) -> torch.Tensor:
+    "What the critics train on: final 4-step samples ('final'), or the x0 output at a uniformly drawn student step ('per_step')."
+    ts = self.cfg.student_timesteps
+    if self.cfg.fake_train_on == 'final': return sample_student(self.student, z, c, self.schedule, ts, self.gen)
+    k = int(torch.randint(len(ts), (1,), generator=self.gen))
+    x_k = backward_simulate(self.student, z, c, self.schedule, k, ts, self.gen)
+    return student_step(self.student, x_k, ts[k], c, self.schedule)[1]
 
-    def disc_logits(self, x, c, for_generator: bool) -> torch.Tensor:
-        "Discriminator logits of clean samples `x` (noised first for DMD2's head)."
-        if self.cfg.gan == 'pixel': return self.disc(x, c if self.cfg.cond_gan else None)
-        def feats(x_t, t, c):                                         # the fake network's passes count as 'fake'
-            f = self.fake.features(x_t, t, c)
-            if not for_generator and self.cfg.fake_loss == 'denoise': f = f.detach()   # the GAN must not train the fake score
-            self.passes.add('fake', x_t.shape[0], f)
-            return f
-        return fake_feature_logits(self.disc, feats, x, c, self.schedule, self.gen)
+@patch
+def disc_logits(self: Distiller, x, c, for_generator: bool) -> torch.Tensor:
+    "Discriminator logits of clean samples `x` (noised first for DMD2's head)."
+    if self.cfg.gan == 'pixel': return self.disc(x, c if self.cfg.cond_gan else None)
+    def feats(x_t, t, c):                                         # the fake network's passes count as 'fake'
+        f = self.fake.features(x_t, t, c)
+        if not for_generator and self.cfg.fake_loss == 'denoise': f = f.detach()   # the GAN must not train the fake score
+        self.passes.add('fake', x_t.shape[0], f)
+        return f
+    return fake_feature_logits(self.disc, feats, x, c, self.schedule, self.gen)
 
-    def critic_step(self) -> dict:
-        cfg = self.cfg
-        c = self.sample_cond(cfg.batch)
-        x_fake = self.student_samples(self.noise(cfg.batch), c)
-        loss = fake_score_loss(self.fake, x_fake, c, self.schedule, self.fake_target, self.gen)
-        out = {'fake': loss.item()}
-        if self.disc is not None:
-            x_real, c_real = self.real_batch(cfg.batch, self.gen)
-            ld = d_loss(self.disc_logits(x_real, c_real, False), self.disc_logits(x_fake, c, False), cfg.gan_loss)
-            if cfg.r1 > 0 and cfg.gan == 'pixel': ld = ld + cfg.r1 * r1_penalty(lambda x: self.disc_logits(x, c_real, False), x_real)
-            loss = loss + cfg.w_d * ld; out['d'] = ld.item()
-        self._check(loss, 'critic')
-        self.opt_fake.zero_grad(set_to_none=True)
-        if self.opt_d is not None: self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self._sync_grads([p for o in (self.opt_fake, self.opt_d) if o is not None for g in o.param_groups for p in g['params']])
-        nn.utils.clip_grad_norm_(self.fake.parameters(), cfg.grad_clip); self.opt_fake.step()
-        if self.opt_d is not None:
-            nn.utils.clip_grad_norm_([p for g in self.opt_d.param_groups for p in g['params']], cfg.grad_clip); self.opt_d.step()
-        self.critic_updates += 1
-        return out
+@patch
+def critic_step(self: Distiller) -> dict:
+    "One update of the fake score (denoising loss on student samples) and the discriminator (real vs student samples)."
+    cfg = self.cfg
+    c = self.sample_cond(cfg.batch)
+    x_fake = self.student_samples(self.noise(cfg.batch), c)
+    loss = fake_score_loss(self.fake, x_fake, c, self.schedule, self.fake_target, self.gen)
+    out = {'fake': loss.item()}
+    if self.disc is not None:
+        x_real, c_real = self.real_batch(cfg.batch, self.gen)
+        lr_, lf_ = self.disc_logits(x_real, c_real, False), self.disc_logits(x_fake, c, False)
+        ld = d_loss(lr_, lf_, cfg.gan_loss)
+        if cfg.r1 > 0 and cfg.gan == 'pixel': ld = ld + cfg.r1 * r1_penalty(lambda x: self.disc_logits(x, c_real, False), x_real)
+        loss = loss + cfg.w_d * ld
+        out.update(d=ld.item(), d_real=lr_.mean().item(), d_fake=lf_.mean().item(),     # health: logits and accuracy
+                   d_acc=0.5 * ((lr_ > 0).float().mean() + (lf_ < 0).float().mean()).item())
+    self._check(loss, 'critic')
+    self.opt_fake.zero_grad(set_to_none=True)
+    if self.opt_d is not None: self.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    self._sync_grads([p for o in (self.opt_fake, self.opt_d) if o is not None for g in o.param_groups for p in g['params']])
+    out['fake_grad_norm'] = float(nn.utils.clip_grad_norm_(self.fake.parameters(), cfg.grad_clip)); self.opt_fake.step()
+    if self.opt_d is not None:
+        nn.utils.clip_grad_norm_([p for g in self.opt_d.param_groups for p in g['params']], cfg.grad_clip); self.opt_d.step()
+    self.critic_updates += 1
+    return out
 
-    # --- generator side ----------------------------------------------------------------------------------------
-    def generator_step(self) -> dict:
-        cfg, ts, sch = self.cfg, self.cfg.student_timesteps, self.schedule
-        c = self.sample_cond(cfg.batch)
-        z = self.noise(cfg.batch)
-        choices = [ts.index(t) for t in cfg.dm_steps] if cfg.split else list(range(len(ts)))
-        k = choices[int(torch.randint(len(choices), (1,), generator=self.gen))]
-        x_t = backward_simulate(self.student, z, c, sch, k, ts, self.gen)
-        x0_a = self.student(x_t, torch.full((cfg.batch,), float(ts[k]), device=self.device), c)
-        l_dm, _ = dmd_loss(x0_a, c, self.real, self.fake, sch, cfg.tau_range, cfg.normaliser, self.gen)
-        loss, out = cfg.w_dm * l_dm, {'dm': l_dm.item(), 'dm_t': ts[k], 'adv_t': None}
-        if self.disc is not None:
-            if cfg.split:    # carry x0_a (detached) down the student's own chain to adv_step, as inference would
-                j_adv, x0 = ts.index(cfg.adv_step), x0_a.detach()
-                with torch.no_grad():
-                    for j in range(k + 1, j_adv): x0 = student_step(self.student, sch.add_noise(x0, randn_like(x0, self.gen), ts[j]), ts[j], c, sch)[1]
-                x_hat = sch.add_noise(x0, randn_like(x0, self.gen), cfg.adv_step)
-                x0_adv, out['adv_t'] = self.student(x_hat, torch.full((cfg.batch,), float(cfg.adv_step), device=self.device), c), cfg.adv_step
-            else: x0_adv, out['adv_t'] = x0_a, ts[k]
-            l_adv = g_loss(self.disc_logits(x0_adv, c, True), cfg.gan_loss)
-            loss = loss + cfg.w_adv * l_adv; out['adv'] = l_adv.item()
-        if cfg.regression_weight > 0:
-            zr, cr, yr = self.regression_pairs
-            idx = torch.randint(len(zr), (cfg.batch,), generator=self.gen)
-            pred = self.student(zr[idx].to(self.device), torch.full((cfg.batch,), float(ts[0]), device=self.device), cr[idx])
-            l_reg = regression_loss(pred, yr[idx]); loss = loss + cfg.regression_weight * l_reg; out['reg'] = l_reg.item()
-        self._check(loss, 'generator')
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self._sync_grads([p for g in self.opt_g.param_groups for p in g['params']])
-        nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip); self.opt_g.step()
-        if cfg.ema_inject is not None: ema_inject(self.fake, self.student, cfg.ema_inject)
-        self.gen_updates += 1
-        return out
+# %% ../nbs/04_distill.ipynb #c0a1e006
+@patch
+def adversarial_output(self: Distiller, x0_a: torch.Tensor, k: int, c) -> tuple[torch.Tensor, int]:
+    "The output the adversarial loss scores, and its timestep: with `split`, a second pass at `adv_step`; else `x0_a` itself."
+    cfg, ts, sch = self.cfg, self.cfg.student_timesteps, self.schedule
+    if not cfg.split: return x0_a, ts[k]
+    j_adv, x0 = ts.index(cfg.adv_step), x0_a.detach()       # no adversarial gradient reaches the high-noise pass
+    with torch.no_grad():                                   # carry x0_a down the student's own chain to adv_step, as inference would
+        for j in range(k + 1, j_adv): x0 = student_step(self.student, sch.add_noise(x0, randn_like(x0, self.gen), ts[j]), ts[j], c, sch)[1]
+    x_hat = sch.add_noise(x0, randn_like(x0, self.gen), cfg.adv_step)
+    return self.student(x_hat, torch.full((x0.shape[0],), float(cfg.adv_step), device=self.device), c), cfg.adv_step
 
-    def _check(self, loss, where):
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite {where} loss ({loss.item()}) at iteration {self.it}; "
-                                     f"lower the learning rates (lr_g={self.cfg.lr_g}, lr_fake={self.cfg.lr_fake}) or w_adv={self.cfg.w_adv}")
+# %% ../nbs/04_distill.ipynb #c0a1e008
+@patch
+def generator_step(self: Distiller) -> dict:
+    "One generator update: the DM loss at a backward-simulated step, plus the adversarial (and regression) losses."
+    cfg, ts, sch = self.cfg, self.cfg.student_timesteps, self.schedule
+    c = self.sample_cond(cfg.batch)
+    z = self.noise(cfg.batch)
+    choices = [ts.index(t) for t in cfg.dm_steps] if cfg.split else list(range(len(ts)))
+    k = choices[int(torch.randint(len(choices), (1,), generator=self.gen))]
+    x_t = backward_simulate(self.student, z, c, sch, k, ts, self.gen)
+    x0_a = self.student(x_t, torch.full((cfg.batch,), float(ts[k]), device=self.device), c)
+    l_dm, info = dmd_loss(x0_a, c, self.real, self.fake, sch, cfg.tau_range, cfg.normaliser, self.gen)
+    loss = cfg.w_dm * l_dm
+    out = {'dm': l_dm.item(), 'dm_t': ts[k], 'adv_t': None, 'dm_grad': info['grad'].float().pow(2).mean().sqrt().item()}
+    if self.disc is not None:
+        x0_adv, out['adv_t'] = self.adversarial_output(x0_a, k, c)
+        l_adv = g_loss(self.disc_logits(x0_adv, c, True), cfg.gan_loss)
+        loss = loss + cfg.w_adv * l_adv; out['adv'] = l_adv.item()
+    if cfg.regression_weight > 0:
+        zr, cr, yr = self.regression_pairs
+        idx = torch.randint(len(zr), (cfg.batch,), generator=self.gen)
+        pred = self.student(zr[idx].to(self.device), torch.full((cfg.batch,), float(ts[0]), device=self.device), cr[idx])
+        l_reg = regression_loss(pred, yr[idx]); loss = loss + cfg.regression_weight * l_reg; out['reg'] = l_reg.item()
+    self._check(loss, 'generator')
+    self.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    self._sync_grads([p for g in self.opt_g.param_groups for p in g['params']])
+    out['g_grad_norm'] = float(nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)); self.opt_g.step()
+    if cfg.ema_inject is not None: ema_inject(self.fake, self.student, cfg.ema_inject)
+    self.update_student_ema()
+    self.gen_updates += 1
+    return out
 
-    def step(self) -> dict:
-        "One iteration: a critic update, and a generator update on every `ttur`-th iteration."
-        t0 = time.perf_counter()
-        with sharded(self.rank, self.world):
-            out = {'it': self.it, **self.critic_step()}
-            if self.it % self.cfg.ttur == 0: out.update(self.generator_step())
-        self.it += 1
-        self.train_seconds += time.perf_counter() - t0
-        self.log.append(out)
-        return out
+# %% ../nbs/04_distill.ipynb #c0a1e00a
+def lr_factor(cfg: DistillConfig, it: int) -> float:
+    "The multiplier of every learning rate at iteration `it`: linear warm-up over `lr_warmup`, then constant or cosine to `lr_min`."
+    f = min(1.0, (it + 1) / cfg.lr_warmup) if cfg.lr_warmup else 1.0
+    if cfg.lr_schedule == 'cosine':
+        p = min(1.0, max(0, it - cfg.lr_warmup) / (cfg.lr_horizon - cfg.lr_warmup))
+        f *= cfg.lr_min + (1 - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * p))
+    return f
 
-    def cost(self) -> dict:
-        "Cost so far: the paper's batch x generator iterations, plus network passes (in samples) counted by hooks."
-        return {'iterations': self.it, 'generator_updates': self.gen_updates, 'critic_updates': self.critic_updates,
-                'batch_x_gen_iters': self.cfg.batch * self.world * self.gen_updates, 'passes': self.passes.total,
-                'train_seconds': self.train_seconds,
-                'passes_by_net': {k: self.passes.forward[k] + self.passes.backward[k] for k in self.passes.forward}}
+@patch
+def set_learning_rates(self: Distiller):
+    "Set each optimiser's rate from the config and `lr_factor` at this iteration (a function of the step: nothing to checkpoint)."
+    f = lr_factor(self.cfg, self.it)
+    for o, base in ((self.opt_g, self.cfg.lr_g), (self.opt_fake, self.cfg.lr_fake), (self.opt_d, self.cfg.lr_d)):
+        if o is not None:
+            for g in o.param_groups: g['lr'] = base * f
+
+@patch
+def _check(self: Distiller, loss, where):
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite {where} loss ({loss.item()}) at iteration {self.it}; "
+                                 f"lower the learning rates (lr_g={self.cfg.lr_g}, lr_fake={self.cfg.lr_fake}) or w_adv={self.cfg.w_adv}")
+
+@patch
+def step(self: Distiller) -> dict:
+    "One iteration: a critic update, and a generator update on every `ttur`-th iteration."
+    t0 = time.perf_counter()
+    self.set_learning_rates()
+    with sharded(self.rank, self.world):
+        out = {'it': self.it, **self.critic_step()}
+        if self.it % self.cfg.ttur == 0: out.update(self.generator_step())
+    self.it += 1
+    self.train_seconds += time.perf_counter() - t0
+    self.log.append(out)
+    return out
+
+@patch
+def cost(self: Distiller) -> dict:
+    """Cost so far. The paper's unit is batch x training iterations (one pass of the loop: a critic update, and a generator
+    update every `ttur`-th); generator updates, network passes (in samples, counted by hooks) and seconds are beside it."""
+    b = self.cfg.batch * self.world
+    return {'iterations': self.it, 'generator_updates': self.gen_updates, 'critic_updates': self.critic_updates,
+            'batch_x_iters': b * self.it, 'batch_x_gen_iters': b * self.gen_updates, 'passes': self.passes.total,
+            'train_seconds': self.train_seconds,
+            'passes_by_net': {k: self.passes.forward[k] + self.passes.backward[k] for k in self.passes.forward}}
 
 # %% ../nbs/04_distill.ipynb #477b4f0d
 class _Tap(nn.Module):
@@ -320,6 +388,44 @@ def ema_inject(fake: nn.Module, student: nn.Module, lam: float):
             raise ValueError(f"EMA injection needs the student to have the fake score's trainable parameter {n!r} with the same "
                              "shape: give both the same architecture (and the same adapters), or set ema_inject=None")
         pf.mul_(lam).add_(ps, alpha=1 - lam)
+
+# %% ../nbs/04_distill.ipynb #c0a1e00c
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float):
+    "`ema <- decay * ema + (1 - decay) * model` over `model`'s trainable parameters, matched by name."
+    target = dict(ema.named_parameters())
+    for n, p in model.named_parameters():
+        if p.requires_grad: target[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+@patch
+def make_student_ema(self: Distiller):
+    "(Re)start the student's EMA from the student: its own copy of each trainable tensor; frozen ones (LoRA bases) are shared."
+    memo = {id(p): p for p in self.student.parameters() if not p.requires_grad}   # deepcopy keeps these as they are
+    self.student_ema = copy.deepcopy(self.student, memo).requires_grad_(False).eval()
+    return self.student_ema
+
+@patch
+def update_student_ema(self: Distiller):
+    "After a generator update: move the EMA toward the student (decay warmed up over the first updates, if asked)."
+    if self.student_ema is None: return
+    n, decay = self.gen_updates, self.cfg.student_ema
+    if self.cfg.student_ema_warmup: decay = min(decay, (1 + n) / (10 + n))
+    ema_update(self.student_ema, self.student, decay)
+
+@patch(as_prop=True)
+def eval_student(self: Distiller) -> nn.Module:
+    "The student that evaluation, validation images, export and Stage 2 use: the EMA when there is one, else the student."
+    return self.student if self.student_ema is None else self.student_ema
+
+@patch
+@torch.no_grad()
+def start_from_ema(self: Distiller) -> Distiller:
+    "Copy the EMA's weights into the student (Stage 2 starts from the EMA student); nothing without an EMA."
+    if self.student_ema is None: return self
+    ema = dict(self.student_ema.named_parameters())
+    for n, p in self.student.named_parameters():
+        if p.requires_grad: p.copy_(ema[n])
+    return self
 
 # %% ../nbs/04_distill.ipynb #bb80f6bd
 def make_regression_pairs(teacher: nn.Module, schedule: Schedule, real_batch: Callable, n: int, n_steps: int = 50,
@@ -352,12 +458,34 @@ def student_samples(student: nn.Module, n: int, n_classes: int, schedule: Schedu
     y = balanced_labels(n, n_classes).to(dev)
     return sample_student(student, torch.randn(n, student.dim, generator=g).to(dev), y, schedule, timesteps, g), y
 
+# %% ../nbs/04_distill.ipynb #c0a1e00f
+HEALTH_SIGNALS = {   # name in `Distiller.log` -> what it tells
+    'dm_grad': "RMS of the normalised DM gradient (fake minus real prediction): falls as the student's distribution meets the teacher's",
+    'g_grad_norm': "the student's gradient norm before clipping: a run that climbs towards grad_clip is being pushed hard",
+    'fake': "the fake score's denoising loss: should settle, not climb",
+    'd_real': "mean discriminator logit on real data", 'd_fake': "mean discriminator logit on student samples",
+    'd_acc': "discriminator accuracy (real > 0, fake < 0): near 1 means the GAN wins and its gradient grows loud",
+    'adv': "the generator's adversarial loss"}
+
+def health(log: list[dict]) -> dict:
+    "Means of the health signals (`HEALTH_SIGNALS`) over rows of a `Distiller.log`; signals a method does not log are left out."
+    out = {}
+    for k in HEALTH_SIGNALS:
+        v = [r[k] for r in log if r.get(k) is not None]
+        if v: out[k] = sum(v) / len(v)
+    return out
+
 def run_toy(cfg: DistillConfig, teacher: nn.Module, dataset: str, iters: int, eval_every: int = 250, n_eval: int = 2000,
             progress: bool = False, callback: Callable | None = None) -> tuple[Distiller, list[dict]]:
-    "Distil `teacher` on toy `dataset` for `iters` iterations; evaluate the 4-step student every `eval_every` (and at 0)."
+    """Distil `teacher` on toy `dataset` for `iters` iterations; every `eval_every` (and at 0) evaluate the 4-step student the
+    run evaluates by (`eval_student`: the EMA when on), the raw student beside it (`raw_*` keys), and the health signals since."""
     from flash_dmd.toy import make_toy, toy_metrics
     ref = make_toy(dataset, n_eval, seed=777)
-    dist, curve = toy_distiller(cfg, teacher, dataset), []
+    dist, curve, seen = toy_distiller(cfg, teacher, dataset), [], 0
+    def metrics(student, prefix=''):
+        x, y = student_samples(student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1)
+        m = toy_metrics(x, y, ref); m.pop('coverage_per_class', None)
+        return {prefix + k: v for k, v in m.items()}
     it_range = range(iters + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -365,9 +493,9 @@ def run_toy(cfg: DistillConfig, teacher: nn.Module, dataset: str, iters: int, ev
     for i in it_range:
         if i % eval_every == 0 or i == iters:
             with dist.passes.paused():
-                x, y = student_samples(dist.student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1)
-            m = toy_metrics(x, y, ref); m.pop('coverage_per_class', None)
-            curve.append({**dist.cost(), **m})
+                m = metrics(dist.eval_student)
+                if dist.student_ema is not None: m.update(metrics(dist.student, 'raw_'))
+            curve.append({**dist.cost(), **m, 'health': health(dist.log[seen:])}); seen = len(dist.log)
             if callback: callback(dist, curve[-1])
         if i < iters: dist.step()
     return dist, curve

@@ -184,7 +184,7 @@ def shard(d: Distiller, cfg: TrainConfig) -> Distiller:
         for child in m.children():
             for c in (child if isinstance(child, (nn.ModuleList, nn.Sequential)) else [child]):
                 if has(c): fully_shard(c, mesh=mesh)
-    for model in (d.student, d.fake):
+    for model in (d.student, d.fake, *([d.student_ema] if d.student_ema is not None else [])):   # the EMA is sharded like the student
         net = _network(model)
         units(net)
         if net is not model:
@@ -209,9 +209,14 @@ def precompute_prompts(encode: Callable, prompts: list[str], chunk: int = 32) ->
         return table[[index[p] for p in ps]]
     return lookup
 
+def _count_encoded(stats: dict, x: torch.Tensor) -> torch.Tensor:
+    stats['images_encoded'] += len(x); return x
+
 def _options(d: Distiller, cfg: TrainConfig) -> Distiller:
-    "The config's options on a freshly built `Distiller`, in order: frozen dtype, sharding (rebuilds optimisers), optimiser kind."
-    return speed_options(shard(frozen_dtype(d, cfg), cfg), cfg)
+    "The config's options on a freshly built `Distiller`, in order: frozen dtype, the student EMA (re)started from the final student, sharding (rebuilds optimisers), optimiser kind."
+    d = frozen_dtype(d, cfg)
+    if d.student_ema is not None: d.make_student_ema()     # after LoRA and dtype changes: fp32 shadows of exactly what trains
+    return speed_options(shard(d, cfg), cfg)
 
 def _load_parts(cfg: TrainConfig, dtype: torch.dtype | None = None) -> tuple[bool, object]:
     "`(is_sd3, parts)` of an SDXL / SD3 config: tiny models built in code, or the pretrained ones loaded (in `dtype`), on the CPU."
@@ -241,6 +246,7 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
     from flash_dmd.models.sdxl import shape_pool, vae_decode, vae_encode
     from flash_dmd.models.sam import tiny_sam, SamFeatures, conv_head, load_sam
     sd3, parts = _load_parts(cfg, torch.bfloat16 if cfg.frozen_dtype == 'bf16' else None)   # bf16: no fp32 copies on the way
+    d_stats, kw_cond = {'images_encoded': 0}, {}          # real images are VAE-encoded only where a critic needs them
     if cfg.model.startswith('tiny-'):
         pool = shape_pool(parts, n=32)                                  # encoded once on the CPU
         real_batch = lambda n, g: tuple(v.to(dev) for v in pool(n, g))
@@ -248,7 +254,8 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
         from flash_dmd.data import open_images, read_prompts, image_prompt_sampler
         images, prompts = open_images(cfg.image_dir, cfg.resolution), read_prompts(cfg.prompts)
         encode = (precompute_prompts(parts.encode_prompts, prompts) if cfg.text_encoders == 'precompute' else parts.encode_prompts)
-        real_batch = image_prompt_sampler(images, prompts, lambda x: vae_encode(parts.vae, x.to(dev)), lambda p: encode(p).to(dev))
+        real_batch = image_prompt_sampler(images, prompts, lambda x: _count_encoded(d_stats, vae_encode(parts.vae, x.to(dev))), lambda p: encode(p).to(dev))
+        kw_cond['cond_batch'] = lambda n, g: encode([prompts[int(i)] for i in torch.randint(len(prompts), (n,), generator=g)]).to(dev)
     net = parts.transformer if sd3 else parts.unet
     for m in (net, parts.vae, *parts.text_encoders): m.requires_grad_(False)
     for m in (net, parts.vae, *(parts.text_encoders if cfg.text_encoders == 'device' else ())): m.to(dev)
@@ -258,8 +265,8 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
         bb = (SamFeatures(tiny_sam(seed=1)) if tiny else load_sam(cfg.sam)).to(dev)
         head = partial(conv_head, hidden=32, n_down=1, groups=8) if tiny else conv_head
         kw = dict(disc_backbone=bb, disc_dims=bb.dims, head_fn=head, decode=partial(vae_decode, parts.vae))
-    d = Distiller(checked_replace(dcfg, {'cond_gan': False}), parts.denoiser().to(dev), parts.schedule, real_batch, **kw, **par)
-    d.parts = parts                         # what export needs besides the student: VAE, text encoders, tokenizers
+    d = Distiller(checked_replace(dcfg, {'cond_gan': False}), parts.denoiser().to(dev), parts.schedule, real_batch, **kw, **kw_cond, **par)
+    d.parts, d.data_stats = parts, d_stats                         # what export needs besides the student: VAE, text encoders, tokenizers
     if cfg.lora_rank:                       # the paper distils SD3 with LoRA: adapters on student and fake score, base frozen
         from flash_dmd.models.sd3 import use_lora
         use_lora(d, cfg.lora_rank, fake=True, seed=cfg.seed)
@@ -270,7 +277,8 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
 # %% ../nbs/12_train.ipynb #0051c985
 def _modules(d: Distiller) -> dict:
     extra = {'rl_ref': d.joint.ref} if _joint(d) else {}
-    return {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {}), **extra}
+    ema = {'student_ema': d.student_ema} if d.student_ema is not None else {}
+    return {'student': d.student, 'fake': d.fake, **ema, **({'disc': d.disc} if d.disc is not None else {}), **extra}
 
 def _optimizers(d: Distiller) -> dict:
     extra = {'rl': d.joint.opt} if _joint(d) else {}
@@ -350,6 +358,7 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
     try:
         for k, m in _modules(d).items():
             sd = {n[len(k) + 1:]: t for n, t in tensors.items() if n.startswith(k + '.')}
+            if k == 'student_ema' and k not in saved: continue          # written before the student EMA: restarted below
             if _sharded(m):
                 from torch.distributed.checkpoint.state_dict import set_model_state_dict, StateDictOptions
                 set_model_state_dict(m, sd, options=StateDictOptions(full_state_dict=True))
@@ -360,6 +369,10 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
     except RuntimeError as e:
         raise ValueError(f"checkpoint {str(path)!r} does not fit this run's models (it holds {saved}; is the method or model "
                          f"the one it was written with?): {str(e).splitlines()[0]}") from None
+    if d.student_ema is not None and 'student_ema' not in saved:
+        from flash_dmd.distill import ema_update
+        ema_update(d.student_ema, d.student, 0.0)                           # the EMA starts from the loaded student
+        print(f"checkpoint {str(path)!r} holds no student EMA: starting it from its student", file=sys.stderr)
     opts = torch.load(path / 'optimizers.pt', map_location=d.device, weights_only=False)
     for k, o in _optimizers(d).items():
         m = _modules(d)[_OPT_OF[k]]
@@ -472,6 +485,7 @@ def attach_stage2(d: Distiller, cfg: TrainConfig, init: bool = True):
     if init:
         if not cfg.init_from: raise ValueError("stage 2 continues a Stage 1 run: set init_from to its checkpoint or run folder")
         load_checkpoint(d, _checkpoint_of(cfg.init_from))
+        d.start_from_ema()                  # Stage 2 continues from the EMA student (the one Stage 1 was judged by)
     reward_model, reward = make_reward(cfg.reward_model, d.teacher, getattr(d.disc, 'decode', None) if d.disc is not None else None)
     d.joint = JointTrainer(rl_preset(cfg.rl_method, **{**cfg.rl, 'seed': cfg.seed}), d, reward_model, reward)
     if cfg.lora_rank:                       # the RL reference's frozen base is the teacher's too; only its adapters are its own
@@ -494,20 +508,20 @@ def validate(d: Distiller, cfg: TrainConfig, out: Path, write: bool = True) -> P
             import matplotlib.pyplot as plt
             from flash_dmd.distill import student_samples
             from flash_dmd.toy import plot_points
-            x, y = student_samples(d.student, 2000, d.teacher.model.n_classes, d.schedule, d.cfg.student_timesteps, seed=cfg.validation_seed)
+            x, y = student_samples(d.eval_student, 2000, d.teacher.model.n_classes, d.schedule, d.cfg.student_timesteps, seed=cfg.validation_seed)
             fig, ax = plt.subplots(figsize=(4, 4)); plot_points(ax, x, y, f'{cfg.method}, step {_step(d)}')
             if write: fig.savefig(path, dpi=80)
             plt.close(fig)
         elif cfg.model == 'digits':
             from flash_dmd.digits import student_digits, digits_grid
-            x, _ = student_digits(d.student, 100, seed=cfg.validation_seed, timesteps=d.cfg.student_timesteps)   # 10 of each class
+            x, _ = student_digits(d.eval_student, 100, seed=cfg.validation_seed, timesteps=d.cfg.student_timesteps)   # 10 of each class
             img = ((digits_grid(x.clamp(-1, 1), nrow=10).squeeze() + 1) * 127.5).round().byte().numpy()
             if write: Image.fromarray(img).resize((img.shape[1] * 4, img.shape[0] * 4), Image.NEAREST).save(path)
         else:
             from flash_dmd.models.sdxl import vae_decode
             c = d.parts.encode_prompts(list(cfg.validation_prompts)).to(d.device)
             z = torch.randn(len(c), *d.x_shape, generator=g).to(d.device)
-            img = vae_decode(d.parts.vae, sample_student(d.student, z, c, d.schedule, d.cfg.student_timesteps, g)).float().clamp(-1, 1)
+            img = vae_decode(d.parts.vae, sample_student(d.eval_student, z, c, d.schedule, d.cfg.student_timesteps, g)).float().clamp(-1, 1)
             img = ((img + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()       # [N, H, W, 3]
             if write: Image.fromarray(np.concatenate(list(img), axis=1)).save(path)          # one row, one image per prompt
     return path
@@ -553,9 +567,9 @@ def _export(d: Distiller, cfg: TrainConfig, out: Path, main: bool, sharded: bool
     "Save the student as a diffusers pipeline (rank 0); with FSDP, its full weights are gathered into a plain copy first."
     import copy
     from flash_dmd.export import export_sdxl, export_sd3
-    student = d.student
+    student = d.eval_student                                 # the EMA student when the run keeps one
     if sharded:
-        full = _model_state(d.student)                       # every rank takes part; rank 0 receives the weights
+        full = _model_state(student)                       # every rank takes part; rank 0 receives the weights
         if not main: return None
         student = copy.deepcopy(d.teacher.model); student.load_state_dict(full)
     if not main: return None

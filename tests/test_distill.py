@@ -66,7 +66,8 @@ def test_preset_overrides_do_not_leak():
     with pytest.raises(KeyError, match='choose one of'): preset('qqqqqq')
 
 def test_loss_map_of_presets():
-    assert loss_map(preset('dmd')) == {999: ['DM', 'regression'], 749: ['DM'], 499: ['DM'], 249: ['DM']}
+    assert loss_map(preset('dmd')) == {999: ['DM', 'regression']}                 # DMD v1: one step
+    assert loss_map(preset('dmd-4step')) == {999: ['DM', 'regression'], 749: ['DM'], 499: ['DM'], 249: ['DM']}
     assert all(v == ['DM', 'GAN'] for v in loss_map(preset('dmd2')).values())
     assert all(v == ['DM', 'Pixel-GAN'] for v in loss_map(preset('dmd2+A')).values())
     assert loss_map(preset('flash'))[749] == ['DM']
@@ -218,3 +219,66 @@ def test_run_toy_curve(teacher):
 def test_run_toy_zero_iterations(teacher):
     dist, curve = run_toy(preset('dmd2+A', batch=B), teacher, 'grid25', iters=0, n_eval=100)
     assert len(curve) == 1 and curve[0]['iterations'] == 0 and dist.log == []
+
+
+# --- faithful presets and honest names -----------------------------------------------------------------------------
+def test_presets_do_what_their_methods_do():
+    assert preset('dmd').student_timesteps == (999,) and preset('dmd').regression_weight > 0     # DMD v1 is one-step
+    assert len(preset('dmd-4step').student_timesteps) == 4
+    for name in ('dmd2', 'dmd2+A', 'dmd2+B'):                    # DMD2 trains its critics on per-step generator outputs
+        assert preset(name).fake_train_on == 'per_step', name
+    assert preset('dmd2-final').fake_train_on == 'final'
+    assert preset('dmd2').ttur == 5 and preset('dmd2').fake_loss == 'denoise+gan' and not preset('dmd2').split
+    assert preset('flash').fake_train_on == 'final' and preset('flash').split and preset('flash').ttur == 1
+    assert all(preset(n).student_ema is not None for n in PRESETS)   # every method is evaluated through a student EMA
+
+def test_per_step_critic_trains_on_outputs_at_every_step(teacher):
+    "DMD2's critics see the generator's output at a random backward-simulated step, not only final samples."
+    d = toy_distiller(preset('dmd2', batch=8), teacher, 'grid25')
+    seen = []
+    real_step = __import__('flash_dmd.distill', fromlist=['student_step']).student_step
+    import flash_dmd.distill as D
+    D.student_step = lambda m, x, t, c, s: (seen.append(t), real_step(m, x, t, c, s))[1]
+    try:
+        for _ in range(30): d.student_samples(d.noise(8), d.sample_cond(8))
+    finally: D.student_step = real_step
+    assert set(seen) == set(d.cfg.student_timesteps)
+
+def test_student_ema_follows_the_student(teacher):
+    d = toy_distiller(preset('flash', batch=16, student_ema=0.9), teacher, 'grid25')
+    assert d.eval_student is d.student_ema and all(not p.requires_grad for p in d.student_ema.parameters())
+    for _ in range(20): d.step()
+    s, e, t0 = (torch.cat([p.flatten() for p in m.parameters()]) for m in (d.student, d.student_ema, teacher))
+    assert 0 < (e - t0).norm() and (e - s).norm() < (t0 - s).norm()        # between the teacher and the student
+    assert not torch.equal(e, s)
+    off = toy_distiller(preset('flash', batch=16, student_ema=None), teacher, 'grid25')
+    assert off.student_ema is None and off.eval_student is off.student
+    d.start_from_ema()
+    assert torch.equal(torch.cat([p.flatten() for p in d.student.parameters()]), e)
+
+def test_student_ema_none_reproduces_the_run_without_it(teacher):
+    a = toy_distiller(preset('flash', batch=16, student_ema=None), teacher, 'grid25')
+    b = toy_distiller(preset('flash', batch=16, student_ema=0.99), teacher, 'grid25')
+    for _ in range(5): a.step(); b.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters()))
+
+def test_lr_schedule():
+    from flash_dmd.distill import lr_factor
+    c = DistillConfig(lr_schedule='cosine', lr_warmup=10, lr_horizon=110, lr_min=0.1)
+    assert lr_factor(c, 0) == pytest.approx(0.1) and lr_factor(c, 9) == pytest.approx(1.0)
+    assert lr_factor(c, 60) == pytest.approx(0.55) and lr_factor(c, 110) == pytest.approx(0.1) and lr_factor(c, 500) == pytest.approx(0.1)
+    assert lr_factor(DistillConfig(), 1000) == 1.0
+    with pytest.raises(ValueError, match='lr_horizon'): DistillConfig(lr_schedule='cosine')
+
+def test_cost_in_the_papers_unit(teacher):
+    d = toy_distiller(preset('dmd2', batch=8), teacher, 'grid25')
+    for _ in range(10): d.step()
+    c = d.cost()
+    assert c['batch_x_iters'] == 80 and c['batch_x_gen_iters'] == 16 and c['generator_updates'] == 2
+
+def test_health_signals_are_logged(teacher):
+    from flash_dmd.distill import HEALTH_SIGNALS, health
+    d = toy_distiller(preset('flash', batch=8), teacher, 'grid25')
+    for _ in range(3): d.step()
+    h = health(d.log)
+    assert set(h) == set(HEALTH_SIGNALS) and all(math.isfinite(v) for v in h.values())

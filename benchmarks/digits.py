@@ -24,10 +24,14 @@ from pathlib import Path
 
 from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
 
-METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS)
-    'dmd2': ('dmd2', {}), 'dmd2+A': ('dmd2+A', {}), 'flash': ('flash', {}), 'flash-nosplit': ('flash', {'split': False})}
-SEEDS, ITERS, EVAL_EVERY, N_EVAL = (0, 1, 2), 500, 50, 1000
-STAGE2_FROM, STAGE2_VARIANTS, CYCLES, RL_LR, STAGE2_EVAL_EVERY = 'flash-nosplit', ('distill-only', 'pure-rl', 'flash+rl'), 60, 1e-4, 20
+RECOMMENDED = 'flash-stable'
+METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations); DMD2 runs twice as long, to its plateau
+    'dmd2': ('dmd2', {}, 1000), 'dmd2+A': ('dmd2+A', {}, 1000), 'flash': ('flash', {}, 500),
+    'flash-nosplit': ('flash', {'split': False}, 500), RECOMMENDED: (RECOMMENDED, {}, 500)}
+SEEDS, EVAL_EVERY, N_EVAL = (0, 1, 2), 50, 1000
+TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
+STAGE2_FROM = RECOMMENDED
+_, STAGE2_VARIANTS, CYCLES, RL_LR, STAGE2_EVAL_EVERY = 'flash-nosplit', ('distill-only', 'pure-rl', 'flash+rl'), 60, 1e-4, 20
 METRICS = ('fd', 'accuracy', 'confidence', 'diversity', 'precision', 'recall', 'saturation')
 N_SHOW = 40   # samples kept per run for the picture (4 per class)
 
@@ -75,17 +79,17 @@ def _run(job: dict) -> dict:
     out = {**{k: job[k] for k in ('method', 'seed', 'iters')}, 'curve': curve, 'error': err,
            'wall_seconds': time.perf_counter() - t0,
            'samples': student_digits(d.student, N_SHOW, seed=1)[0].tolist() if d is not None else None}
-    if job['stage2'] and d is not None:
-        state = {k: {n: v.clone() for n, v in getattr(d, k).state_dict().items()} for k in ('student', 'fake', 'disc') if getattr(d, k) is not None}
+    if job['stage2'] and d is not None:      # Stage 2 starts from the EMA student (the one Stage 1 is judged by)
+        state = {k: {n: v.clone() for n, v in getattr(d, src).state_dict().items()}
+                 for k, src in (('student', 'eval_student'), ('fake', 'fake'), ('disc', 'disc')) if getattr(d, src) is not None}
         out['stage2'] = _stage2(cfg, state, job['seed'], job['cycles'], job['stage2_eval_every'], job['n_eval'], evaluator, teacher)
     return out
 
-def final_value(curve: list, key: str, last: int = 2) -> float:
-    "A run's final value of `key`: the mean of its last `last` evaluations (curves are noisy)."
-    vals = [r[key] for r in curve[-last:]]
-    return sum(vals) / len(vals)
+def final_value(curve: list, key: str) -> float:
+    "A run's final value of `key`: its last evaluation, at the end of the budget (never the best point)."
+    return curve[-1][key]
 
-def first_cost(curve: list, key: str, target: float, cost_key: str = 'batch_x_gen_iters'):
+def first_cost(curve: list, key: str, target: float, cost_key: str = 'batch_x_iters'):
     "The cost at which a run's `key` (lower is better) first reaches `target`, or None if it never does."
     for r in curve:
         if r[key] <= target: return r[cost_key]
@@ -101,16 +105,29 @@ def summarise(runs: list, methods) -> dict:
     for m in methods:
         rs = ok(m)
         row = {'n_seeds': len(rs), 'n_diverged': len([r for r in runs if r['method'] == m]) - len(rs)}
-        for key in METRICS: row[key] = _ms([final_value(r['curve'], key) for r in rs])
+        for key in METRICS + tuple('raw_' + k for k in METRICS):
+            if rs and key in rs[0]['curve'][-1]: row[key] = _ms([final_value(r['curve'], key) for r in rs])
         row['best_fd'] = _ms([min(c['fd'] for c in r['curve']) for r in rs])
-        for ck in ('iterations', 'generator_updates', 'batch_x_gen_iters', 'passes', 'train_seconds'): row[ck] = _ms([r['curve'][-1][ck] for r in rs])
+        row['drift_fd'] = _ms([r['curve'][-1]['fd'] - min(c['fd'] for c in r['curve']) for r in rs])
+        for ck in ('iterations', 'generator_updates', 'batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'): row[ck] = _ms([r['curve'][-1][ck] for r in rs])
         row['wall_seconds'] = _ms([r['wall_seconds'] for r in rs])
-        costs = [first_cost(r['curve'], 'fd', dmd2_fd) for r in rs] if dmd2_fd is not None else []
-        row['cost_to_dmd2_final_fd'] = {'mean': _mean(costs), 'reached': sum(c is not None for c in costs), 'of': len(rs),
-                                        'unit': 'batch_x_gen_iters'}
-        row['seconds_to_dmd2_final_fd'] = _mean([first_cost(r['curve'], 'fd', dmd2_fd, 'train_seconds') for r in rs]) if dmd2_fd is not None else None
+        for ck in ('batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'):
+            costs = [first_cost(r['curve'], 'fd', dmd2_fd, ck) for r in rs] if dmd2_fd is not None else []
+            row[f'cost_to_dmd2_final_fd_{ck}'] = {'mean': None if not costs or None in costs else _mean(costs),
+                                                 'reached': sum(c is not None for c in costs), 'of': len(rs)}
         summary[m] = row
     return summary
+
+def digits_targets(summary: dict, refs: dict, method: str) -> dict:
+    "The issue's targets for `method`, computed: final EMA FD within 1.10x the 50-step teacher's; DMD2's final FD at <= 0.10 of its cost."
+    row, dmd2, t50 = summary[method], summary['dmd2'], refs['teacher_50_steps']['fd']
+    cost = row['cost_to_dmd2_final_fd_batch_x_iters']['mean']
+    ratio = None if cost is None else cost / dmd2['batch_x_iters']['mean']
+    return {'method': method, 'final_fd': row['fd']['mean'], 'teacher_50_fd': t50, 'fd_over_teacher_50': row['fd']['mean'] / t50,
+            'within_teacher_target': row['fd']['mean'] <= TARGET_TEACHER_RATIO * t50, 'teacher_4_fd': refs['teacher_4_steps']['fd'],
+            'beats_teacher_4_steps': row['fd']['mean'] < refs['teacher_4_steps']['fd'],
+            'cost_ratio_batch_x_iters': ratio, 'cost_target_met': ratio is not None and ratio <= TARGET_COST_RATIO,
+            'n_diverged': row['n_diverged'], 'teacher_ratio_target': TARGET_TEACHER_RATIO, 'cost_ratio_target': TARGET_COST_RATIO}
 
 def summarise_stage2(runs: list) -> dict:
     "Per Stage 2 variant: change of reward and of each judge from the Stage 1 start, and the final values, over seeds."
@@ -142,12 +159,12 @@ def plot(runs, refs_samples, methods, path):
     for i, (title, x) in enumerate(panels):
         show_digits(fig.add_subplot(gs[0, i]), by_class(x), nrow=4, title=title)
     gs2 = gs[1, :].subgridspec(1, 5)
-    for j, (key, xkey, title) in enumerate([('fd', 'batch_x_gen_iters', 'Fréchet distance vs batch x gen. iterations'),
-                                            ('fd', 'train_seconds', 'Fréchet distance vs training seconds'),
+    for j, (key, xkey, title) in enumerate([('fd', 'batch_x_iters', "FD (EMA student) vs batch x iterations (paper's unit)"),
+                                            ('raw_fd', 'batch_x_iters', 'FD of the raw student'),
                                             ('saturation', 'iterations', 'saturated pixels (|x| > 1.05)')]):
         ax = fig.add_subplot(gs2[0, j])
         for k, m in enumerate(methods):
-            rs = [r for r in runs if r['method'] == m and r['curve']]
+            rs = [r for r in runs if r['method'] == m and r['curve'] and key in r['curve'][0]]
             if not rs: continue
             n = min(len(r['curve']) for r in rs)
             x = np.mean([[c[xkey] for c in r['curve'][:n]] for r in rs], 0)
@@ -174,8 +191,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     out = Path(a.out or ('benchmarks/results/quick' if a.quick else 'benchmarks/results'))
     out.mkdir(parents=True, exist_ok=True)
-    if a.quick: seeds, iters, every, n_eval, cycles, s2_every = (0,), 6, 3, 200, 2, 1
-    else: seeds, iters, every, n_eval, cycles, s2_every = SEEDS, ITERS, EVAL_EVERY, N_EVAL, CYCLES, STAGE2_EVAL_EVERY
+    if a.quick: seeds, scale, every, n_eval, cycles, s2_every = (0,), 0.012, 3, 200, 2, 1
+    else: seeds, scale, every, n_eval, cycles, s2_every = SEEDS, 1.0, EVAL_EVERY, N_EVAL, CYCLES, STAGE2_EVAL_EVERY
     t0 = time.time()
     import torch
     torch.set_num_threads(1)
@@ -187,10 +204,10 @@ def main(argv=None):
     x, y = digits_split('test')
     show = {'held-out data': torch.stack([x[y == c][:4] for c in range(10)], 1).flatten(0, 1),   # balanced order, like samples
             'teacher, 50 steps': teacher_digits(teacher, N_SHOW, 50)[0], 'teacher, 4 steps': teacher_digits(teacher, N_SHOW, 4)[0]}
-    jobs = [dict(method=m, preset=pre, overrides=ov, iters=iters, eval_every=every, n_eval=n_eval, seed=s,
+    jobs = [dict(method=m, preset=pre, overrides=ov, iters=max(round(it * scale), 2), eval_every=every, n_eval=n_eval, seed=s,
                  stage2=(m == STAGE2_FROM), cycles=cycles, stage2_eval_every=s2_every)
-            for s in seeds for m, (pre, ov) in METHODS.items()]
-    jobs.sort(key=lambda j: (not j['stage2'], j['method'] != 'flash'))              # longest first: better packing
+            for s in seeds for m, (pre, ov, it) in METHODS.items()]
+    jobs.sort(key=lambda j: (not j['stage2'], -j['iters']))                          # longest first: better packing
     runs = []
     with ProcessPoolExecutor(a.workers) as ex:
         for i, r in enumerate(ex.map(_run, jobs), 1):
@@ -201,6 +218,7 @@ def main(argv=None):
                      if last else f"DIVERGED: {r['error']}"), flush=True)
     methods = list(METHODS)
     summary = summarise(runs, methods)
+    targets = digits_targets(summary, refs, RECOMMENDED)
     stage2 = summarise_stage2(runs)
     plot(runs, show, methods, out / 'digits.png')                    # the picture needs the samples; the JSON does not
     for r in runs:
@@ -210,23 +228,26 @@ def main(argv=None):
         'benchmark': 'digits', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
         'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(),
                     'threads_per_run': 1, 'workers': a.workers},
-        'config': {'seeds': list(seeds), 'iterations': iters, 'eval_every': every, 'n_eval': n_eval,
-                   'final_value': 'mean of the last 2 evaluations', 'digits_defaults': DIGITS_DEFAULTS,
-                   'methods': {m: {'preset': pre, 'overrides': ov} for m, (pre, ov) in METHODS.items()},
-                   'distill_configs': {m: asdict(digits_preset(pre, **ov)) for m, (pre, ov) in METHODS.items()},
+        'config': {'seeds': list(seeds), 'iterations': {j['method']: j['iters'] for j in jobs}, 'eval_every': every, 'n_eval': n_eval,
+                   'final_value': 'the last evaluation, at the end of the budget', 'cost_unit': 'batch x training iterations',
+                   'recommended': RECOMMENDED, 'digits_defaults': DIGITS_DEFAULTS,
+                   'methods': {m: {'preset': pre, 'overrides': ov, 'iterations': it} for m, (pre, ov, it) in METHODS.items()},
+                   'distill_configs': {m: asdict(digits_preset(pre, **ov)) for m, (pre, ov, _) in METHODS.items()},
                    'teacher': digits_teacher_meta(),
                    'stage2': {'from': STAGE2_FROM, 'variants': list(STAGE2_VARIANTS), 'cycles': cycles, 'rl_lr': RL_LR,
                               'reward': 'ink_reward(0.1) on the teacher posterior mean (DPO); judges: evaluation network'}},
         'references': refs,
         'summary': summary,
+        'targets': targets,
         'stage2_summary': stage2,
         'runs': runs,
     }
     (out / 'digits.json').write_text(json.dumps(result, indent=1, default=float))
+    print('targets:', json.dumps(targets, default=float))
     print(f"wrote {out / 'digits.json'} and {out / 'digits.png'} in {time.time() - t0:.0f}s")
     fmt = lambda d: f"{d['mean']:.3f}±{d['std']:.3f}" if d.get('mean') is not None else 'n/a'
     for m, s in summary.items():
-        print(f"{m:14s} " + ' '.join(f"{k} {fmt(s[k])}" for k in ('fd', 'best_fd', 'precision', 'recall', 'saturation', 'batch_x_gen_iters', 'train_seconds')))
+        print(f"{m:14s} " + ' '.join(f"{k} {fmt(s[k])}" for k in ('fd', 'raw_fd', 'best_fd', 'recall', 'saturation', 'batch_x_iters', 'train_seconds')))
     for v, s in stage2.items():
         print(f"stage2 {v:12s} " + ' '.join(f"{k} {fmt(s[k])}" for k in ('reward_change', 'accuracy_change', 'fd_change', 'saturation')))
     return result

@@ -136,6 +136,18 @@ def main(argv=None):
         with amp(): d.step()
         _sync(dev); times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
+    enc = getattr(d, 'data_stats', None)                          # real images VAE-encoded per iteration (image-folder runs)
+    images_per_iter = None
+    if enc is not None:
+        n0 = enc['images_encoded']
+        with amp():
+            for _ in range(a.steps): d.step()
+        now = (enc['images_encoded'] - n0) / a.steps
+        cond, d.cond_batch, n0 = d.cond_batch, None, enc['images_encoded']     # the old path: conditions read off real batches
+        with amp():
+            for _ in range(a.steps): d.step()
+        images_per_iter = {'conditions_from_prompts (now)': now, 'conditions_from_real_batches (before)': (enc['images_encoded'] - n0) / a.steps}
+        d.cond_batch = cond
     fwd = {k: (d.passes.forward[k] - f0[k]) / a.steps / a.batch for k in f0}        # passes per iteration, in batches
     bwd = {k: (d.passes.backward[k] - b0[k]) / a.steps / a.batch for k in b0}
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None
@@ -155,7 +167,7 @@ def main(argv=None):
            'torch': torch.__version__, 'python': platform.python_version(), 'model': a.model, 'tiny_models': tiny,
            'pretrained': None if tiny else a.pretrained, 'sam': None if tiny else a.sam, 'resolution': None if tiny else a.resolution,
            'method': a.method, 'batch_per_process': a.batch, 'bf16': a.bf16, 'gradient_checkpointing': a.grad_ckpt, 'adam8bit': a.adam8bit,
-           'sec_per_iter': sec, 'sec_per_iter_all': times, 'peak_memory_gib': peak,
+           'sec_per_iter': sec, 'sec_per_iter_all': times, 'peak_memory_gib': peak, 'images_vae_encoded_per_iter': images_per_iter,
            'passes_per_iter_in_batches': {'forward': fwd, 'backward': bwd}, 'isolated_pass_seconds': costs,
            'share_of_iteration': share, 'essential_sum_s': total, 'iteration_over_essential': sec / total if total else None,
            'projection': {'recipe': f'{a.paper_iters} iterations at batch {a.paper_batch}', 'gpu_hours': gpu_h,
@@ -166,6 +178,7 @@ def main(argv=None):
     print(f"{res['device']}: {sec:.3f} s/iter at batch {a.batch}" + (f", peak {peak:.1f} GiB" if peak else '')
           + f"; iteration / essential passes = {res['iteration_over_essential']:.2f}; projected {gpu_h:.2f} GPU-hours for {res['projection']['recipe']}")
     print('shares:', {k: round(v, 3) for k, v in share.items()})
+    if images_per_iter: print('real images VAE-encoded per iteration:', images_per_iter)
     print('wrote', out / 'gpu_iteration.json')
     return res
 

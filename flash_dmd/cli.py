@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .toy import (TOY_DATASETS, SCHEDULES, TeacherConfig, load_teacher, teacher_samples, make_toy,
                            toy_metrics, plot_points, cache_dir, teacher_key)
-from .distill import PRESETS, preset, config_from_dict, run_toy, student_samples
+from .distill import PRESETS, RECOMMENDED, preset, config_from_dict, run_toy, student_samples
 
 # %% auto #0
 __all__ = ['write_json', 'parse_overrides', 'run_distill', 'run_digits_demo', 'main']
@@ -33,7 +33,7 @@ def parse_overrides(items: list[str]) -> dict:
         except (ValueError, SyntaxError): out[k] = v
     return out
 
-def run_distill(out: str | Path = 'outputs/demo', method: str = 'flash', dataset: str = 'grid25', iters: int = 1500,
+def run_distill(out: str | Path = 'outputs/demo', method: str = RECOMMENDED, dataset: str = 'grid25', iters: int = 1500,
                 seed: int = 0, overrides: dict | None = None, teacher_steps: int | None = None, n_eval: int = 2000,
                 progress: bool = True) -> dict:
     "Distil the toy teacher with `method`; write `metrics.json` and `demo.png` (samples, curves) to `out`."
@@ -46,29 +46,32 @@ def run_distill(out: str | Path = 'outputs/demo', method: str = 'flash', dataset
     ref = make_toy(dataset, n_eval, seed=777)
     refs = {f'teacher_{k}_steps': toy_metrics(*teacher_samples(teacher, n_eval, k, seed=1), ref) for k in (4, 50)}
     dist, curve = run_toy(cfg, teacher, dataset, iters, eval_every=max(iters // 10, 1), n_eval=n_eval, progress=progress)
-    x, y = student_samples(dist.student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1)
-    final = toy_metrics(x, y, ref)
+    x, y = student_samples(dist.eval_student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1)
+    final = toy_metrics(x, y, ref)                   # the EMA student when the preset keeps one (every preset does)
+    raw = toy_metrics(*student_samples(dist.student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1), ref)
     fig, axs = plt.subplots(1, 5, figsize=(17, 3.4))
     plot_points(axs[0], ref.x, ref.y, f'{dataset} data')
     for ax, k in zip(axs[1:3], (4, 50)):
         xt, yt = teacher_samples(teacher, n_eval, k, seed=1)
         plot_points(ax, xt, yt, f"teacher, {k} steps\nSWD {refs[f'teacher_{k}_steps']['swd']:.3f}")
-    plot_points(axs[3], x, y, f"{method} student, 4 steps, {iters} its\nSWD {final['swd']:.3f}")
-    cost = [r['batch_x_gen_iters'] for r in curve]
+    plot_points(axs[3], x, y, f"{method} student (EMA), {len(cfg.student_timesteps)} steps, {iters} its\nSWD {final['swd']:.3f}")
+    cost = [r['batch_x_iters'] for r in curve]
     axs[4].plot(cost, [r['swd'] for r in curve], 'o-', label='student SWD')
     axs[4].plot(cost, [r['mode_precision'] for r in curve], 's-', label='student mode precision') if 'mode_precision' in curve[0] else None
     axs[4].axhline(refs['teacher_4_steps']['swd'], ls=':', c='C0', label='teacher 4 steps SWD')
     axs[4].axhline(refs['teacher_50_steps']['swd'], ls='--', c='C0', label='teacher 50 steps SWD')
-    axs[4].set(xlabel='batch x generator iterations', title='training'); axs[4].legend(fontsize=7)
+    axs[4].set(xlabel="batch x training iterations (the paper's unit)", title='training'); axs[4].legend(fontsize=7)
     fig.tight_layout(); out.mkdir(parents=True, exist_ok=True); fig.savefig(out / 'demo.png', dpi=100); plt.close(fig)
-    for m in [final, *refs.values()]: m.pop('coverage_per_class', None)
+    for m in [final, raw, *refs.values()]: m.pop('coverage_per_class', None)
     result = {'job': 'distill', 'method': method, 'dataset': dataset, 'iterations': iters, 'seed': seed,
-              'teacher_config': asdict(cfg_t), 'distill_config': asdict(cfg), 'teacher': refs, 'student': final,
+              'teacher_config': asdict(cfg_t), 'distill_config': asdict(cfg), 'teacher': refs, 'student': final, 'student_raw': raw,
+              'student_over_teacher_50_swd': final['swd'] / refs['teacher_50_steps']['swd'],
+              'beats_teacher_4_steps': final['swd'] < refs['teacher_4_steps']['swd'],
               'student_at_init': curve[0], 'curve': curve, 'cost': dist.cost(), 'seconds_total': round(time.time() - t0, 2)}
     write_json(out / 'metrics.json', result)
     return result
 
-def run_digits_demo(out: str | Path = 'outputs/demo', method: str = 'flash', iters: int = 200, seed: int = 0,
+def run_digits_demo(out: str | Path = 'outputs/demo', method: str = RECOMMENDED, iters: int = 200, seed: int = 0,
                     n_eval: int = 1000, progress: bool = True) -> dict:
     "Distil the shipped digits teacher with `method` (digits defaults); write `digits.json` and `digits.png` to `out`."
     import matplotlib; matplotlib.use('Agg')
@@ -83,15 +86,18 @@ def run_digits_demo(out: str | Path = 'outputs/demo', method: str = 'flash', ite
     fig, axs = plt.subplots(1, 4, figsize=(15, 3.8), gridspec_kw={'width_ratios': [1, 1, 1, 1.4]})
     show_digits(axs[0], teacher_digits(teacher, 50, 50)[0], title=f"teacher, 50 steps\nFD {refs['teacher_50_steps']['fd']:.1f}")
     show_digits(axs[1], teacher_digits(teacher, 50, 4)[0], title=f"teacher, 4 steps\nFD {refs['teacher_4_steps']['fd']:.1f}")
-    show_digits(axs[2], student_digits(dist.student, 50)[0], title=f"{method} student, 4 steps, {iters} its\nFD {curve[-1]['fd']:.1f}")
+    show_digits(axs[2], student_digits(dist.eval_student, 50)[0], title=f"{method} student (EMA), 4 steps, {iters} its\nFD {curve[-1]['fd']:.1f}")
     its = [r['iterations'] for r in curve]
-    axs[3].plot(its, [r['fd'] for r in curve], 'o-', label=f'{method} student FD')
+    axs[3].plot(its, [r['fd'] for r in curve], 'o-', label=f'{method} student (EMA) FD')
+    if 'raw_fd' in curve[0]: axs[3].plot(its, [r['raw_fd'] for r in curve], '.--', label=f'{method} raw student FD')
     for k, ls in (('teacher_4_steps', ':'), ('teacher_50_steps', '--'), ('real', '-.')):
         axs[3].axhline(refs[k]['fd'], ls=ls, c='grey', label=k.replace('_', ' '))
     axs[3].set(xlabel='iterations', ylabel='Frechet distance (eval net features)', title='digits: training'); axs[3].legend(fontsize=7)
     fig.tight_layout(); out.mkdir(parents=True, exist_ok=True); fig.savefig(out / 'digits.png', dpi=100); plt.close(fig)
     result = {'job': 'digits', 'method': method, 'iterations': iters, 'seed': seed, 'distill_config': asdict(cfg),
-              'references': refs, 'student': curve[-1], 'curve': curve, 'cost': dist.cost(), 'seconds_total': round(time.time() - t0, 2)}
+              'references': refs, 'student': curve[-1], 'curve': curve,
+              'student_over_teacher_50_fd': curve[-1]['fd'] / refs['teacher_50_steps']['fd'],
+              'beats_teacher_4_steps': curve[-1]['fd'] < refs['teacher_4_steps']['fd'], 'cost': dist.cost(), 'seconds_total': round(time.time() - t0, 2)}
     write_json(out / 'digits.json', result)
     return result
 
@@ -103,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                      ('distill', 'distil a toy teacher with any method preset and config overrides')):
         d = sub.add_parser(job, help=hlp, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         d.add_argument('--out', default=f'outputs/{job}', help='folder for metrics.json and demo.png')
-        d.add_argument('--method', default='flash', choices=tuple(PRESETS), help='a preset of flash_dmd.distill')
+        d.add_argument('--method', default=RECOMMENDED, choices=tuple(PRESETS), help='a preset of flash_dmd.distill (default: the recommended recipe)')
         d.add_argument('--dataset', default='grid25', choices=TOY_DATASETS)
         d.add_argument('--iters', type=int, default=1500, help='training iterations')
         d.add_argument('--seed', type=int, default=0)
@@ -147,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"teacher 50 steps   {show(r['teacher']['teacher_50_steps'])}")
         print(f"teacher 4 steps    {show(r['teacher']['teacher_4_steps'])}")
         print(f"student at init    {show(r['student_at_init'])}")
-        print(f"{args.method} student  {show(r['student'])}   ({args.iters} iterations, {r['cost']['train_seconds']:.0f}s training)")
+        print(f"{args.method} student  {show(r['student'])}   ({args.iters} iterations, {r['cost']['train_seconds']:.0f}s training; EMA of its weights)")
+        print(f"  raw student      {show(r['student_raw'])}")
+        print(f"  -> the student's SWD is {r['student_over_teacher_50_swd']:.2f}x the 50-step teacher's; "
+              + ("it beats" if r['beats_teacher_4_steps'] else "it does not beat") + " the teacher's own 4-step sampler")
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'demo.png'} in {r['seconds_total']:.0f}s")
         if args.job == 'demo' and args.digits_iters > 0:
             dg = run_digits_demo(args.out, args.method, args.digits_iters, args.seed)
@@ -155,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"digits: real {f(dg['references']['real'])}")
             print(f"digits: teacher 50 steps {f(dg['references']['teacher_50_steps'])}")
             print(f"digits: teacher 4 steps  {f(dg['references']['teacher_4_steps'])}")
-            print(f"digits: {args.method} student  {f(dg['student'])}   ({args.digits_iters} iterations)")
+            print(f"digits: {args.method} student  {f(dg['student'])}   ({args.digits_iters} iterations; EMA of its weights)")
+            print(f"  -> the student's FD is {dg['student_over_teacher_50_fd']:.2f}x the 50-step teacher's; "
+                  + ("it beats" if dg['beats_teacher_4_steps'] else "it does not beat") + " the teacher's own 4-step sampler")
             print(f"wrote {Path(args.out) / 'digits.json'} and {Path(args.out) / 'digits.png'} in {dg['seconds_total']:.0f}s")
     elif args.job == 'train':
         from flash_dmd.train import load_config, train, NonFiniteLoss
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"flash-dmd train: error: {e}", file=sys.stderr); return 2
         if int(os.environ.get('RANK', '0')) == 0:                     # one summary line per run, not per process
             print(f"trained to step {r['steps']}" + (f" (resumed from {r['resumed_from']})" if r['resumed_from'] else '')
-                  + f"; last checkpoint {r['checkpoint']}; cost {r['cost']['batch_x_gen_iters']:,} (batch x generator iterations)"
+                  + f"; last checkpoint {r['checkpoint']}; cost {r['cost']['batch_x_iters']:,} (batch x training iterations)"
                   + (f"; exported to {r['exported']}" if r['exported'] else ''))
     elif args.job == 'lrm':
         from flash_dmd.train import load_config, train_reward_model

@@ -19,9 +19,9 @@ from .gan import (d_loss, g_loss, r1_penalty, FakeFeatureHead, fake_feature_logi
                            RandomFeatureBackbone, GAN_LOSSES)
 
 # %% auto #0
-__all__ = ['PRESETS', 'HEALTH_SIGNALS', 'DistillConfig', 'checked_replace', 'config_from_dict', 'preset', 'PassCounter',
-           'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs', 'toy_distiller',
-           'student_samples', 'health', 'run_toy', 'loss_map']
+__all__ = ['PRESETS', 'RECOMMENDED', 'HEALTH_SIGNALS', 'DistillConfig', 'checked_replace', 'config_from_dict', 'preset',
+           'PassCounter', 'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs',
+           'toy_distiller', 'student_samples', 'health', 'run_toy', 'loss_map']
 
 # %% ../nbs/04_distill.ipynb #56df21a6
 @dataclass
@@ -107,7 +107,7 @@ def config_from_dict(d: dict, base: DistillConfig | None = None) -> DistillConfi
     return checked_replace(base or DistillConfig(), d)
 
 # %% ../nbs/04_distill.ipynb #9a823bbb
-_EVAL = dict(student_ema=0.99)       # every preset evaluates an EMA of its student, so methods compare on equal terms
+_EVAL = dict(student_ema=0.995)       # every preset evaluates an EMA of its student, so methods compare on equal terms
 _DMD2 = dict(gan='fake_head', split=False, fake_loss='denoise+gan', fake_train_on='per_step', ema_inject=None, **_EVAL)
 PRESETS = {
     # DMD v1 (arXiv 2311.18828): a one-step generator, the DM loss plus a regression loss on teacher (noise -> image) pairs
@@ -122,7 +122,10 @@ PRESETS = {
     # Flash-DMD (arXiv 2511.20549): Pixel-GAN, TTUR 1, the timestep split, EMA injection into the fake score
     'flash':       dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, **_EVAL),
     'flash-noema': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=None, **_EVAL),
+    # this project's recommended recipe: flash plus the stabilisers benchmarks/stabilisers.py chose (see the end of this notebook)
+    'flash-stable': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, **_EVAL),
 }
+RECOMMENDED = 'flash-stable'
 
 def preset(name: str, **overrides) -> DistillConfig:
     "The `DistillConfig` of preset `name` (see `PRESETS`), with `overrides` applied on top."

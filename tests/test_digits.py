@@ -57,11 +57,14 @@ def test_joint_rl_runs_on_images(teacher):
 
 def test_digits_quick_writes_json_and_png(tmp_path):
     res = run_quick('digits', tmp_path)
-    assert {'dmd2', 'flash'} <= set(res['summary'])
+    assert {'dmd2', 'flash', 'flash-stable'} <= set(res['summary']) and res['config']['stage2']['from'] == 'flash-stable'
     for s in res['summary'].values():
         assert s['n_seeds'] + s['n_diverged'] == 1
-        for k in ('fd', 'accuracy', 'diversity', 'precision', 'recall', 'saturation', 'batch_x_gen_iters', 'passes', 'train_seconds'):
+        for k in ('fd', 'raw_fd', 'accuracy', 'diversity', 'precision', 'recall', 'saturation', 'batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'):
             assert set(s[k]) == {'mean', 'std'}
+    # the targets are computed from the JSON: teacher ratio, the teacher's own 4-step sampler, the cost in the paper's unit
+    assert {'within_teacher_target', 'beats_teacher_4_steps', 'cost_ratio_batch_x_iters', 'fd_over_teacher_50'} <= set(res['targets'])
+    assert res['config']['cost_unit'] == 'batch x training iterations'
     assert {'real', 'teacher_4_steps', 'teacher_50_steps'} <= set(res['references'])
     assert set(res['stage2_summary']) == {'distill-only', 'pure-rl', 'flash+rl'}
     assert res['stage2_summary']['distill-only']['rl_updates'] == 0 and res['stage2_summary']['pure-rl']['distill_iterations'] == 0

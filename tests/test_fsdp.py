@@ -56,4 +56,5 @@ def test_fsdp_export_on_tiny_sdxl(tmp_path):
     pipe = load_exported(tmp_path / 'x' / 'export')
     full = load_file(tmp_path / 'x' / 'checkpoint-0000001' / 'models.safetensors')
     w = pipe.unet.state_dict()
-    assert all(torch.equal(w[n], full[f'student.unet.{n}']) for n in w)      # the exported UNet is the gathered student
+    assert all(torch.equal(w[n], full[f'student_ema.unet.{n}']) for n in w)  # the exported UNet is the gathered EMA student
+    assert any(not torch.equal(full[f'student_ema.unet.{n}'], full[f'student.unet.{n}']) for n in w)

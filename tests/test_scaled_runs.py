@@ -24,3 +24,9 @@ def test_stage2_config_is_the_papers_schedule():
 def test_sdxl_rl_script_asks_for_a_reward():
     r = subprocess.run(['bash', str(ROOT / 'scaled_runs' / 'sdxl_rl.sh'), 'max_steps=1'], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and 'give reward_model=' in r.stderr
+
+def test_the_dmd2_config_uses_dmd2s_weights():
+    "A config that claims to be DMD2 uses DMD2's SDXL recipe: TTUR 5, per-step critics, GAN 5e-3 in G, classifier 1e-2 in the critic."
+    d = load_config(ROOT / 'scaled_runs' / 'sdxl_dmd2.yaml').distill_config()
+    assert (d.ttur, d.gan, d.fake_train_on, d.w_adv, d.w_d, d.guidance) == (5, 'fake_head', 'per_step', 5e-3, 1e-2, 8.0)
+    assert load_config(ROOT / 'scaled_runs' / 'sdxl.yaml').distill_config().student_ema is not None

@@ -94,7 +94,8 @@ def test_export_reloads_and_matches_student(tmp_path):
     z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
     out = pipe(prompt_embeds=c.prompt_embeds, pooled_prompt_embeds=c.pooled, num_inference_steps=4, guidance_scale=0.0, latents=z.clone(),
                height=32, width=32, output_type='latent', generator=torch.Generator().manual_seed(4)).images
-    ours = sample_student(d.student, z, c, d.schedule, generator=torch.Generator().manual_seed(4))
+    ours = sample_student(d.eval_student, z, c, d.schedule, generator=torch.Generator().manual_seed(4))
+    assert d.eval_student is d.student_ema                  # the export is the EMA student
     assert torch.allclose(out, ours, atol=1e-3)
     with pytest.raises(ValueError, match="export writes a diffusers pipeline"): load_config(overrides=['export=true'])
 
@@ -114,6 +115,9 @@ def test_sdxl_from_a_diffusers_folder_with_real_images_and_a_broken_file(tmp_pat
         warnings.simplefilter('always')
         r = train(load_config(overrides=over), progress=False)
     assert r['steps'] == 3 and (tmp_path / 'run' / 'checkpoint-0000003').exists()
+    # real images are VAE-encoded only for the critic's real batch (2 per iteration) and the build's 2-image probe;
+    # the conditions of student samples come from the prompts alone (before: 3 real batches per iteration)
+    assert r['distiller'].data_stats['images_encoded'] == 2 + 3 * 2
     assert sum('corrupt.jpg' in str(x.message) for x in w) == 1                     # skipped, counted, logged once
     # the text encoders offloaded to the CPU, or every prompt encoded once up front: the same first batch either way
     from flash_dmd.train import build as _build

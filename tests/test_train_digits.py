@@ -12,12 +12,12 @@ def test_digits_resume_is_bit_exact_and_exports(tmp_path):
     train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=2']), progress=False)
     b = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)
     da, db = a['distiller'], b['distiller']
-    for ma, mb in ((da.student, db.student), (da.fake, db.fake), (da.disc, db.disc)):
+    for ma, mb in ((da.student, db.student), (da.student_ema, db.student_ema), (da.fake, db.fake), (da.disc, db.disc)):   # the EMA resumes exactly too
         assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
     assert (tmp_path / 'a' / 'val-0000004.png').exists()
     from flash_dmd.digits import load_digits_teacher, digits_teacher_meta
     exported = load_digits_teacher(a['exported'])
-    assert all(torch.equal(x, y) for x, y in zip(exported.state_dict().values(), da.student.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(exported.state_dict().values(), da.student_ema.state_dict().values()))   # the EMA student is exported
     assert digits_teacher_meta(a['exported'])['role'] == 'student'
 
 def test_digits_script_runs_both_methods(tmp_path):

@@ -36,10 +36,11 @@ def test_stage2_resume_is_bit_exact(stage1, tmp_path):
     assert r['resumed_from'].endswith('checkpoint-0000002')
     assert (a.joint.cycles, a.joint.rl_updates, a.it) == (b.joint.cycles, b.joint.rl_updates, b.it) == (4, 8, 14)
     _equal(a, b)
-    # the RL reference policy is the Stage 1 student, and the student has moved away from it
+    # Stage 2 starts from the Stage 1 EMA student: it is the RL reference policy, and the student has moved away from it
     s1 = build(load_config(overrides=['distill.batch=64'])); load_checkpoint(s1, latest_checkpoint(stage1))
-    assert all(torch.equal(x, y) for x, y in zip(s1.student.state_dict().values(), b.joint.ref.state_dict().values()))
-    assert not all(torch.equal(x, y) for x, y in zip(s1.student.state_dict().values(), b.student.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(s1.student_ema.state_dict().values(), b.joint.ref.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(s1.student.state_dict().values(), s1.student_ema.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(s1.student_ema.state_dict().values(), b.student.state_dict().values()))
     rows = [json.loads(l) for l in (tmp_path / 'b' / 'metrics.jsonl').read_text().splitlines()]
     assert [r_['cycle'] for r_ in rows] == [0, 1, 2, 3] and all('rl' in r_ and 'score_gap' in r_ for r_ in rows)
 

@@ -123,10 +123,12 @@ def digits_targets(summary: dict, refs: dict, method: str) -> dict:
     row, dmd2, t50 = summary[method], summary['dmd2'], refs['teacher_50_steps']['fd']
     cost = row['cost_to_dmd2_final_fd_batch_x_iters']['mean']
     ratio = None if cost is None else cost / dmd2['batch_x_iters']['mean']
+    improved = dmd2['fd']['mean'] < refs['student_at_init']['fd']            # else reaching DMD2 costs nothing: no ratio
     return {'method': method, 'final_fd': row['fd']['mean'], 'teacher_50_fd': t50, 'fd_over_teacher_50': row['fd']['mean'] / t50,
             'within_teacher_target': row['fd']['mean'] <= TARGET_TEACHER_RATIO * t50, 'teacher_4_fd': refs['teacher_4_steps']['fd'],
             'beats_teacher_4_steps': row['fd']['mean'] < refs['teacher_4_steps']['fd'],
-            'cost_ratio_batch_x_iters': ratio, 'cost_target_met': ratio is not None and ratio <= TARGET_COST_RATIO,
+            'dmd2_improved': improved, 'cost_ratio_batch_x_iters': ratio if improved else None,
+            'cost_target_met': improved and ratio is not None and ratio <= TARGET_COST_RATIO,
             'n_diverged': row['n_diverged'], 'teacher_ratio_target': TARGET_TEACHER_RATIO, 'cost_ratio_target': TARGET_COST_RATIO}
 
 def summarise_stage2(runs: list) -> dict:

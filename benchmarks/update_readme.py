@@ -17,35 +17,39 @@ def _f(v, nd=3):
     return str(v)
 
 def stage1_table(res: dict) -> str:
-    cfg = res['config']
+    cfg, T = res['config'], res['targets']
     lines = [f"Stage 1 on toy 2D (`benchmarks/stage1_toy.py`, {len(cfg['seeds'])} seeds per dataset, the same teacher, batch and "
-             f"learning rates; final = mean of the last 3 evaluations; cost = batch x generator iterations, as the paper counts it; "
-             f"the run took {res['wall_seconds'] / 60:.0f} minutes on {res['machine']['workers']} workers):"]
+             f"learning rates; every method evaluates an EMA of its student (raw student in brackets); final = {cfg['final_value']}; "
+             f"cost in {cfg['cost_unit']}, the paper's unit; the run took {res['wall_seconds'] / 60:.0f} minutes on {res['machine']['workers']} workers):"]
     for ds, d in res['by_dataset'].items():
         t4, t50 = res['teacher_references'][ds]['teacher_4_steps'], res['teacher_references'][ds]['teacher_50_steps']
-        lines += ['', f"`{ds}`: teacher SWD {_f(t50['swd'])} / mode precision {_f(t50['mode_precision'])} at 50 steps, "
-                      f"{_f(t4['swd'])} / {_f(t4['mode_precision'])} at 4 steps; the student starts at SWD {_f(d['student_at_init_swd'])}.", '',
-                  "| method | iterations | final SWD (lower better) | mode precision | recall | coverage | cost to DMD2's final SWD (runs) | cost to DMD2's final precision (runs) | network passes | seconds | diverged |",
-                  '|---|---|---|---|---|---|---|---|---|---|---|']
+        sk = d['sharpness_metric']; skn = 'mode precision' if sk == 'mode_precision' else 'k-NN precision'
+        lines += ['', f"`{ds}`: teacher SWD {_f(t50['swd'])} at 50 steps, {_f(t4['swd'])} at 4 steps; the student starts at SWD "
+                      f"{_f(d['student_at_init_swd'])}. Sharpness is {skn}.", '',
+                  f"| method | iterations | final SWD (raw) | best SWD | {skn} | recall | cost to DMD2's final SWD: batch x iters / gen. updates x batch / passes / seconds | diverged |",
+                  '|---|---|---|---|---|---|---|---|']
         for m, r in d['methods'].items():
-            lines.append(f"| `{m}` | {cfg['methods'][m]['iterations']} | {_f(r['final_swd_mean'])} ± {_f(r['final_swd_std'])} | "
-                         f"{_f(r['final_mode_precision_mean'])} | {_f(r['final_recall_mean'])} | {_f(r['final_coverage_mean'], 2)} | "
-                         f"{_f(r['cost_to_dmd2_final_mean'])} ({r['reached_dmd2_final']}/{r['n_seeds']}) | "
-                         f"{_f(r['cost_to_dmd2_precision_mean'])} ({r['reached_dmd2_precision']}/{r['n_seeds']}) | "
-                         f"{_f(r['budget_passes'])} | {_f(r['budget_seconds'], 0)} | {r['n_diverged']} |")
-        lines.append('')
-        lines.append(f"DMD2 spent {_f(d['dmd2_budget_cost'])} and was within 10% of its final SWD from {_f(d['dmd2_plateau_cost'])}.")
-        if d['dmd2_improved_swd']:
-            v = res['flash_over_dmd2_cost_ratios'][ds]
-            ratio = v['swd_batch_x_gen_iters_vs_dmd2_budget']
-            verdict = ('does not reproduce here' if ratio is None or ratio > 0.5 else 'is in the direction of the paper here')
-            lines.append(f"The paper's headline (Flash-DMD matches DMD2 at 2.1% of its cost, in batch x iterations) {verdict}:")
-            lines.append(f"Flash-DMD's cost to reach DMD2's final SWD, over DMD2's whole budget: {_f(v['swd_batch_x_gen_iters_vs_dmd2_budget'])} "
-                         f"in batch x generator iterations, {_f(v['swd_passes_vs_dmd2_budget'])} in network passes, "
-                         f"{_f(v['swd_train_seconds_vs_dmd2_budget'])} in seconds (mode precision: {_f(v['mode_precision_batch_x_gen_iters_vs_dmd2_budget'])}, "
-                         f"{_f(v['mode_precision_passes_vs_dmd2_budget'])}, {_f(v['mode_precision_train_seconds_vs_dmd2_budget'])}).")
-        else:
+            c = [r[f'cost_to_dmd2_swd_{u}'] for u in ('batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds')]
+            cost = 'not reached by every seed' if c[0] is None else f"{_f(c[0])} / {_f(c[1])} / {_f(c[2])} / {_f(c[3], 0)}"
+            lines.append(f"| `{m}` | {cfg['methods'][m]['iterations']} | {_f(r['final_swd_mean'])} ± {_f(r['final_swd_std'])} ({_f(r['final_raw_swd_mean'])}) | "
+                         f"{_f(r['best_swd_mean'])} | {_f(r[f'final_{sk}_mean'])} | {_f(r['final_recall_mean'])} | {cost} | {r['n_diverged']} |")
+        b = d['dmd2_budget']
+        lines += ['', f"DMD2 spent {_f(b['batch_x_iters'])} (batch x iterations) and was within 10% of its final SWD from {_f(d['dmd2_plateau_cost'])}."]
+        if not d['dmd2_improved_swd']:
             lines.append("DMD2 ended worse than the student it started from here, so reaching its final value costs nothing and no cost ratio is reported.")
+    lines += ['', f"Targets for the recommended preset `{T['method']}` (computed by the script):", '',
+              "| dataset | final SWD / 50-step teacher | within 1.10x | cost to DMD2's final SWD / DMD2's budget (batch x iterations) | at most 0.10 |",
+              '|---|---|---|---|---|']
+    for ds, v in T['per_dataset'].items():
+        lines.append(f"| {ds} | {_f(v['swd_over_teacher_50'], 2)} | {'yes' if v['within_teacher_target'] else 'no'} | "
+                     + (_f(v['cost_ratio_batch_x_iters']) if v['dmd2_improved'] else 'n/a (DMD2 did not improve on its start)')
+                     + f" | {'yes' if v['cost_target_met'] else 'no'} |")
+    miss = [ds for ds in T['per_dataset'] if ds not in T['teacher_target_met_on']]
+    missed = '; missed on ' + ', '.join(f"`{ds}` ({_f(T['per_dataset'][ds]['swd_over_teacher_50'], 2)}x)" for ds in miss) if miss else ''
+    lines += ['', f"- Within 1.10x of the 50-step teacher on {len(T['teacher_target_met_on'])} of {len(T['per_dataset'])} datasets{missed}.",
+              f"- DMD2's final SWD at <= 0.10 of DMD2's cost (the paper's 2.1% claim, loosened) on {len(T['cost_target_met_on'])} of "
+              f"{len(T['per_dataset'])} datasets (target: at least 2): {'met' if len(T['cost_target_met_on']) >= 2 else 'not met'}.",
+              f"- Diverged runs of `{T['method']}`: {T['n_diverged']}."]
     return '\n'.join(lines)
 
 def stage2_table(res: dict) -> str:
@@ -113,29 +117,31 @@ def gpu_table(res: dict) -> str:
     return '\n'.join(lines)
 
 def digits_table(res: dict) -> str:
-    S, R, C = res['summary'], res['references'], res['config']
+    S, R, C, T = res['summary'], res['references'], res['config'], res['targets']
     ms = lambda d, k, nd=2: f"{d[k]['mean']:.{nd}f} ± {d[k]['std']:.{nd}f}"
-    lines = [f"Digits (`benchmarks/digits.py`): {len(C['seeds'])} seeds x {C['iterations']} iterations per method, batch "
-             f"{C['digits_defaults']['batch']}, the same learning rates for every method; Frechet distance (FD) in the evaluation "
-             f"network's features on {C['n_eval']} samples (final = {C['final_value']}). References: real vs real "
+    lines = [f"Digits (`benchmarks/digits.py`): {len(C['seeds'])} seeds per method, batch {C['digits_defaults']['batch']}, the same learning "
+             f"rates for every method; Frechet distance (FD) in the evaluation network's features on {C['n_eval']} samples of the EMA student "
+             f"(raw student in brackets; final = {C['final_value']}; cost in {C['cost_unit']}). References: real vs real "
              f"{R['real']['fd']:.1f}, teacher 50 steps {R['teacher_50_steps']['fd']:.1f}, teacher 4 steps {R['teacher_4_steps']['fd']:.1f}, "
              f"student at init {R['student_at_init']['fd']:.1f}. Full run {res['wall_seconds'] / 60:.0f} min on this machine.", '',
-             '| method | final FD | best FD | recall | saturation | batch x gen iters | train s | reached DMD2\'s final FD |', '|---|---|---|---|---|---|---|---|']
+             "| method | iterations | final FD (raw) | best FD | drift | recall | saturation | batch x iters | train s | reached DMD2's final FD |",
+             '|---|---|---|---|---|---|---|---|---|---|']
     for m, r in S.items():
-        c = r['cost_to_dmd2_final_fd']
-        reach = f"{c['reached']}/{c['of']} seeds" + (f", at {c['mean']:,.0f} batch x gen iters, {r['seconds_to_dmd2_final_fd']:.0f} s" if c['mean'] else '')
-        lines.append(f"| `{m}` | {ms(r, 'fd')} | {ms(r, 'best_fd')} | {r['recall']['mean']:.2f} | {r['saturation']['mean']:.3f} | "
-                     f"{r['batch_x_gen_iters']['mean']:,.0f} | {r['train_seconds']['mean']:.0f} | {reach} |")
+        c = r['cost_to_dmd2_final_fd_batch_x_iters']
+        reach = f"{c['reached']}/{c['of']} seeds" + (f", at {c['mean']:,.0f} batch x iters" if c['mean'] else '')
+        lines.append(f"| `{m}` | {C['iterations'][m]} | {ms(r, 'fd')} ({r['raw_fd']['mean']:.2f}) | {ms(r, 'best_fd')} | {r['drift_fd']['mean']:.2f} | "
+                     f"{r['recall']['mean']:.2f} | {r['saturation']['mean']:.3f} | {r['batch_x_iters']['mean']:,.0f} | {r['train_seconds']['mean']:.0f} | {reach} |")
+    lines += ['', f"- `{T['method']}` (the recommended preset) ends at FD {T['final_fd']:.1f}, {T['fd_over_teacher_50']:.2f}x the 50-step teacher's "
+              f"{T['teacher_50_fd']:.1f} (target: at most {T['teacher_ratio_target']}x, {'met' if T['within_teacher_target'] else 'missed'}); "
+              f"it {'beats' if T['beats_teacher_4_steps'] else 'does not beat'} the teacher's own 4-step sampler ({T['teacher_4_fd']:.1f}).",
+              f"- Its cost to reach DMD2's final FD over DMD2's budget (batch x iterations): "
+              + (f"{T['cost_ratio_batch_x_iters']:.3f} ({'within' if T['cost_target_met'] else 'above'} the 0.10 target)." if T['cost_ratio_batch_x_iters'] is not None
+                 else "not reached by every seed." if T['dmd2_improved'] else "no ratio: DMD2 ended no better than the student it started from.")]
     f, d = S['flash'], S['dmd2']
-    worse = f['fd']['mean'] - f['fd']['std'] > d['fd']['mean'] + d['fd']['std']
-    rel = 'worse than' if worse else 'worse on average than (the seed spreads overlap)' if f['fd']['mean'] > d['fd']['mean'] else 'no worse than'
-    lines += ['', f"- Flash-DMD's final FD is {rel} DMD2's "
-              f"({f['fd']['mean']:.1f} ± {f['fd']['std']:.1f} against {d['fd']['mean']:.1f} ± {d['fd']['std']:.1f}); its best FD during training "
-              f"was {f['best_fd']['mean']:.1f}, and its saturation ended at {f['saturation']['mean']:.3f} against DMD2's {d['saturation']['mean']:.3f}: "
-              "with the timestep split it reaches a good student early and then drifts towards saturated images."]
-    if 'flash-nosplit' in S:
-        n = S['flash-nosplit']
-        lines.append(f"- Without the split (`split=False`) Flash-DMD ends at FD {n['fd']['mean']:.1f} ± {n['fd']['std']:.1f} (best {n['best_fd']['mean']:.1f}).")
+    rel = ('better than' if f['fd']['mean'] + f['fd']['std'] < d['fd']['mean'] - d['fd']['std'] else
+           'worse than' if f['fd']['mean'] - f['fd']['std'] > d['fd']['mean'] + d['fd']['std'] else 'within the seed spread of')
+    lines.append(f"- `flash` (the paper's recipe) ends {rel} DMD2 ({f['fd']['mean']:.1f} ± {f['fd']['std']:.1f} against {d['fd']['mean']:.1f} ± {d['fd']['std']:.1f}); "
+                 f"its raw student ends at {f['raw_fd']['mean']:.1f} and drifts {f['drift_fd']['mean']:.1f} above its best.")
     st = res.get('stage2_summary', {})
     if st:
         lines += ['', f"Stage 2 on digits ({C['stage2']['cycles']} cycles from the `{C['stage2']['from']}` student, reward: {C['stage2']['reward']}):", '',
@@ -144,22 +150,20 @@ def digits_table(res: dict) -> str:
             lines.append(f"| `{k}` | {ms(r, 'reward_change', 3)} | {ms(r, 'fd_change', 1)} | {ms(r, 'accuracy_change', 3)} |")
     return '\n'.join(lines)
 
-def digits_split_table(res: dict) -> str:
-    S, C = res['summary'], res['config']
-    base = S['flash']
-    lines = [f"What keeps the split from drifting on digits (`benchmarks/digits_split.py`): one change at a time on top of `flash`, "
-             f"{len(C['seeds'])} seeds x {C['iterations']} iterations, FD of {C['n_eval']} samples against the held-out split; drift = final FD "
-             "minus the best FD of the run.", '', '| variant | final FD | best FD | drift | final saturation |', '|---|---|---|---|---|']
-    for v, r in S.items():
-        if not r['n_seeds']: lines.append(f"| {v} | diverged | | | |"); continue
-        lines.append(f"| {v} | {r['final_fd']['mean']:.1f} ± {r['final_fd']['std']:.1f} | {r['best_fd']['mean']:.1f} | "
-                     f"{r['drift']['mean']:.1f} ± {r['drift']['std']:.1f} | {r['final_saturation']['mean']:.3f} |")
-    better = [v for v, r in S.items() if v != 'flash' and r['n_seeds'] and r['final_fd']['mean'] + r['final_fd']['std'] < base['final_fd']['mean'] - base['final_fd']['std']]
-    lines += ['', '- Clearly better than `flash` at the end (the seed spreads do not overlap): ' + (', '.join(f'`{v}`' for v in better) if better else 'none') + '.']
-    ok = {v: r for v, r in S.items() if r['n_seeds']}
-    least = min(ok, key=lambda v: ok[v]['drift']['mean'])
-    lines.append(f"- Least drift: `{least}` ({ok[least]['drift']['mean']:.1f} ± {ok[least]['drift']['std']:.1f}, final FD {ok[least]['final_fd']['mean']:.1f}) "
-                 f"against `flash`'s {base['drift']['mean']:.1f} ± {base['drift']['std']:.1f}; with {len(C['seeds'])} seeds this is a lead to follow, not a fix.")
+def stabilisers_table(res: dict) -> str:
+    C = res['config']
+    lines = [f"Stabilisers (`benchmarks/stabilisers.py`): one change at a time on top of `flash`, {len(C['seeds'])} seeds; the EMA student is "
+             "evaluated; final = the last evaluation; drift = final minus the best value of the run."]
+    for scale, S in res['summary'].items():
+        key = 'FD' if scale == 'digits' else 'SWD'
+        lines += ['', f"| {scale}: variant | final {key} | best {key} | drift | diverged |", '|---|---|---|---|---|']
+        for v, r in S.items():
+            if not r.get('n_seeds'): lines.append(f"| {v} | diverged | | | {r['n_diverged']} |"); continue
+            lines.append(f"| {v} | {r['final']['mean']:.3f} ± {r['final']['std']:.3f} | {r['best']['mean']:.3f} | {r['drift']['mean']:.3f} | {r['n_diverged']} |")
+        v = res['verdict'][scale]
+        lines += ['', f"- {scale}: clearly better than `flash` at the end (seed spreads apart): "
+                  + (', '.join(f'`{x}`' for x in v['clearly_better_than_flash']) or 'none')
+                  + f"; lowest final: `{v['lowest_final']}`; least drift: `{v['least_drift']}`."]
     return '\n'.join(lines)
 
 def memory_table(res: dict) -> str:
@@ -180,7 +184,7 @@ TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
           'memory': ('benchmarks/results/memory_plan.json', memory_table),
           'digits': ('benchmarks/results/digits.json', digits_table),
-          'digits_split': ('benchmarks/results/digits_split.json', digits_split_table)}
+          'stabilisers': ('benchmarks/results/stabilisers.json', stabilisers_table)}
 
 def main():
     check = '--check' in sys.argv[1:]

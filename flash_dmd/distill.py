@@ -19,9 +19,9 @@ from .gan import (d_loss, g_loss, r1_penalty, FakeFeatureHead, fake_feature_logi
                            RandomFeatureBackbone, GAN_LOSSES)
 
 # %% auto #0
-__all__ = ['PRESETS', 'RECOMMENDED', 'HEALTH_SIGNALS', 'DistillConfig', 'checked_replace', 'config_from_dict', 'preset',
-           'PassCounter', 'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs',
-           'toy_distiller', 'student_samples', 'health', 'run_toy', 'loss_map']
+__all__ = ['PRESETS', 'RECOMMENDED', 'HEALTH_SIGNALS', 'DEVIATIONS', 'DistillConfig', 'checked_replace', 'config_from_dict',
+           'preset', 'PassCounter', 'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs',
+           'toy_distiller', 'student_samples', 'health', 'run_toy', 'loss_map', 'deviations']
 
 # %% ../nbs/04_distill.ipynb #56df21a6
 @dataclass
@@ -514,3 +514,19 @@ def loss_map(cfg: DistillConfig) -> dict:
         if cfg.regression_weight > 0 and t == cfg.student_timesteps[0]: losses.append('regression')
         out[t] = losses
     return out
+
+# %% ../nbs/04_distill.ipynb #c0a1e019
+DEVIATIONS = {   # field -> (this project's choice, the paper's, why); `deviations()` adds what the recommended preset changes
+    'student_ema': ('an EMA of the student in every preset', 'not stated', 'the field standard for evaluating GAN-trained generators; it removes most of the late drift'),
+    'normaliser': ("'tau_bins' (this project's own)", "DMD2's per-sample mean |x - mu_real|",
+                   'in 2 dimensions the per-sample normaliser is heavy-tailed and made training drift; averaging within 16 tau bins stabilised it'),
+    'cond_gan': ('Pixel-GAN heads see the class (toy, digits)', 'heads see images only (SDXL: off)', 'toy classes overlap; a class-blind critic cannot tell a point in the wrong mode'),
+    'guidance': ('1 at toy and digits scale', 'not stated (DMD2: 8 for SDXL)', 'guidance biases the DM loss fixed point away from the data (see 01_toy)'),
+    'lr_g / lr_fake': ('1e-4 (toy), 3e-5 / 1e-4 (digits)', 'not stated (DMD2: 5e-7 for SDXL)', 'small networks; chosen once, shared by every method'),
+    'w_adv': ('0.03, relative to the DM loss', 'not stated (DMD2: 5e-3)', 'shared by every method at toy and digits scale'),
+}
+
+def deviations(name: str = RECOMMENDED, base: str = 'flash') -> list[tuple]:
+    "Rows `(field, value in name, value in base)` for every field where preset `name` differs from `base`."
+    a, b = asdict(preset(name)), asdict(preset(base))
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k]]

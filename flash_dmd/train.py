@@ -627,7 +627,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             it = _step(d)
             if main and (it % cfg.log_every == 0 or it == cfg.max_steps):
                 logs.scalars({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None}
-                             | {'batch_x_gen_iters': d.cost()['batch_x_gen_iters']}, it)
+                             | {k: d.cost()[k] for k in ('batch_x_iters', 'batch_x_gen_iters')}, it)
             every = main or sharded                          # FSDP: every rank takes part in sampling and in gathering the state
             if every and ((cfg.validate_every and it % cfg.validate_every == 0) or (it == cfg.max_steps and cfg.validate_every)):
                 with amp(): path = validate(d, cfg, out, write=main)

@@ -34,6 +34,9 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     b = load_file(tmp_path / 'fsdp' / 'checkpoint-0000004' / 'models.safetensors')
     assert a.keys() == b.keys()                                   # full (unsharded) weights, the same names as without FSDP
     for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=0)
+    # the student EMA is sharded like the student and gathered into the same names; it lags the student
+    ema = [k for k in b if k.startswith('student_ema.')]
+    assert ema and any(not torch.equal(b[k], b['student.' + k[len('student_ema.'):]]) for k in ema)
     assert (tmp_path / 'fsdp' / 'val-0000004.png').exists()
     # stop at 2 and resume to 4 under FSDP: the same weights and optimiser states as straight through
     run2(f'output_dir={tmp_path / "r"}', 'sharding=fsdp', *COMMON[1:], 'max_steps=2')

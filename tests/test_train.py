@@ -196,9 +196,16 @@ def test_tiny_sd3_with_lora_trains_and_resumes_bit_exactly(tmp_path):
     b = train(load_config(overrides=base + [f'output_dir={tmp_path / "b"}', 'max_steps=4', 'resume=latest']), progress=False)['distiller']
     trainable = {n for n, p in a.student.named_parameters() if p.requires_grad}
     assert trainable and all('lora_' in n for n in trainable)                        # LoRA only; the base stays the teacher's
-    for ma, mb in ((a.student, b.student), (a.fake, b.fake), (a.disc, b.disc)):
+    for ma, mb in ((a.student, b.student), (a.student_ema, b.student_ema), (a.fake, b.fake), (a.disc, b.disc)):
         assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
     assert (tmp_path / 'a' / 'val-0000004.png').exists() and a.gen_updates == 2
+    # the student EMA averages the adapters only: its frozen base is the student's (the teacher's) very tensors, not a copy
+    sp, ep = dict(a.student.named_parameters()), dict(a.student_ema.named_parameters())
+    assert all(ep[n] is p for n, p in sp.items() if not p.requires_grad) and all(ep[n] is not p for n, p in sp.items() if p.requires_grad)
+    assert any(not torch.equal(ep[n], p) for n, p in sp.items() if p.requires_grad)
+    ck = __import__('safetensors.torch', fromlist=['load_file']).load_file(tmp_path / 'a' / 'checkpoint-0000004' / 'models.safetensors')
+    saved = {k[len('student_ema.'):] for k in ck if k.startswith('student_ema.')}    # adapters (and buffers), never the frozen base
+    assert {n for n, p in sp.items() if p.requires_grad} <= saved and not saved & {n for n, p in sp.items() if not p.requires_grad}
     with pytest.raises(ValueError, match='lora_rank is for the SDXL and SD3'): load_config(overrides=['lora_rank=4'])
 
 def test_sd3_from_a_diffusers_folder_with_lora(tmp_path):

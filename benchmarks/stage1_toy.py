@@ -23,9 +23,9 @@ from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the scri
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, iterations of the full run); the DMD2 family runs longer to reach its plateau
-    'dmd': ('dmd', 1500), 'dmd2': ('dmd2', 3000), 'dmd2-final': ('dmd2-final', 3000), 'dmd2+A': ('dmd2+A', 3000),
+    'dmd': ('dmd', 1500), 'dmd2': ('dmd2', 3000), 'dmd2-final': ('dmd2-final', 2000), 'dmd2+A': ('dmd2+A', 2000),
     'dmd2+B': ('dmd2+B', 1500), 'flash': ('flash', 1500), 'flash-noema': ('flash-noema', 1500), RECOMMENDED: (RECOMMENDED, 1500)}
-DATASETS, SEEDS, EVAL_EVERY_GEN = ('grid25', 'circle8', 'moons'), (0, 1, 2), 50
+DATASETS, SEEDS, EVAL_EVERY_GEN = ('grid25', 'circle8', 'moons'), (0, 1, 2), 100
 METRICS = ('swd', 'energy', 'precision', 'recall', 'mode_precision', 'coverage')
 COST_UNITS = ('batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds')   # the paper's unit first
 TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
@@ -190,7 +190,7 @@ def main(argv=None):
         datasets, seeds, teacher, n_eval = ('grid25',), (0,), dict(steps=300), 500
         methods = {m: (pre, 8 * (5 if m in ('dmd2', 'dmd2-final', 'dmd2+A') else 2 if m == 'dmd2+B' else 1)) for m, (pre, _) in METHODS.items()}
     else:
-        datasets, seeds, teacher, methods, n_eval = DATASETS, SEEDS, {}, METHODS, 1500
+        datasets, seeds, teacher, methods, n_eval = DATASETS, SEEDS, {}, METHODS, 1000
     t0 = time.time()
     teacher_cfgs = {ds: {'dataset': ds, 'schedule': 'vp', **teacher} for ds in datasets}
     refs = {ds: _teacher_refs(teacher_cfgs[ds], ds, n_eval) for ds in datasets}   # also trains and caches each teacher once

@@ -154,23 +154,26 @@ class JointTrainer:
 
 # %% ../nbs/06_joint_rl.ipynb #36d60ba6
 def load_stage1(teacher: nn.Module, teacher_key: str, dataset: str, cfg: DistillConfig, iters: int, use_cache: bool = True) -> Distiller:
-    "A toy `Distiller` after `iters` Stage 1 iterations of `cfg`, its student, fake score and discriminator from the cache when present."
+    "A toy `Distiller` after `iters` Stage 1 iterations of `cfg`, its student set to its EMA (Stage 2 starts from the EMA student); from the cache when present."
     import hashlib, json
     from safetensors.torch import load_file
     from flash_dmd.toy import cache_dir, save_model
     d = toy_distiller(cfg, teacher, dataset)
-    key = hashlib.sha1(json.dumps({'teacher': teacher_key, 'dataset': dataset, 'cfg': asdict(cfg), 'iters': iters, 'v': 1},
+    key = hashlib.sha1(json.dumps({'teacher': teacher_key, 'dataset': dataset, 'cfg': asdict(cfg), 'iters': iters, 'v': 2},
                                   sort_keys=True, default=str).encode()).hexdigest()[:12]
     parts = {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {})}
     paths = {k: cache_dir() / f'stage1-{dataset}-{key}-{k}.safetensors' for k in parts}
     if use_cache and all(p.exists() for p in paths.values()):
         try:
             for k, m in parts.items(): m.load_state_dict(load_file(paths[k]))
+            if d.student_ema is not None: d.make_student_ema()       # the EMA restarts from the (EMA) student Stage 2 starts from
             return d
         except Exception as e:
             import warnings; warnings.warn(f"cached Stage 1 state unreadable ({e}); retraining")
             d = toy_distiller(cfg, teacher, dataset); parts = {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {})}
     for _ in range(iters): d.step()
+    d.start_from_ema()                                       # the student Stage 1 is judged by is where Stage 2 starts
+    if d.student_ema is not None: d.make_student_ema()
     if use_cache:
         for k, m in parts.items(): save_model(m, paths[k], {'stage1': key})
     return d

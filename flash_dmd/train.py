@@ -952,10 +952,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     "Run (or resume) a distillation described by `cfg` in `output_dir`, which this run owns and locks while it runs; returns a summary."
     from contextlib import nullcontext
     main, out = int(os.environ.get('RANK', '0')) == 0, Path(cfg.output_dir)
+    if cfg.resume and cfg.resume != 'latest': _resume_point(out, cfg, main)      # a bad checkpoint path: say so before writing anything
     if main: out.mkdir(parents=True, exist_ok=True)
     with _FolderLock(out) if main else nullcontext():
         if main: _clean_orphans(out)
-        ck = _resume_point(out, cfg, main)
+        ck = _resume_point(out, cfg, main)                                         # under the lock: no run prunes while we choose
         if ck is not None: _check_same_run(ck, cfg)
         if main:
             _claim(out, cfg, ck)

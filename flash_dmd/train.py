@@ -958,6 +958,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if main: _clean_orphans(out)
         ck = _resume_point(out, cfg, main)                                         # under the lock: no run prunes while we choose
         if ck is not None: _check_same_run(ck, cfg)
+        if cfg.stage == 2 and ck is None:                                          # Stage 2 starts from init_from: check it first
+            if not cfg.init_from: raise ValueError("stage 2 continues a Stage 1 run: set init_from to its checkpoint or run folder")
+            _checkpoint_of(cfg.init_from)
         if main:
             _claim(out, cfg, ck)
             state = json.loads((ck / 'state.json').read_text()) if ck is not None else {}

@@ -514,7 +514,7 @@ def _sound_or_stop(d: Distiller, run_dir: Path, cfg: TrainConfig | None):
     if msg is None: return
     prev = _checkpoints(run_dir, _run_id(run_dir))
     raise NonFiniteLoss(f"step {_step(d)}: {msg}; no checkpoint written. " + (f"The last sound checkpoint is {prev[-1]}" if prev else
-                        "No checkpoint was written yet") + "; lower the learning rates (distill.lr_g, distill.lr_fake) or distill.w_adv")
+                        "No checkpoint was written yet") + "; lower the learning rates (distill.lr_g, distill.lr_fake, distill.lr_d) or distill.w_adv")
 
 # %% ../nbs/12_train.ipynb #f39af2a7
 def latest_checkpoint(run_dir: str | os.PathLike, run_id: str | None = None) -> Path | None:

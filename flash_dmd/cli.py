@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `flash-dmd` console script: a user's error (config, data, checkpoint, missing model) is one line and exit code 2."
     args = _parser().parse_args(argv)
     try: return _job(args)
+    except KeyboardInterrupt:
+        if getattr(args, 'debug', False): raise
+        print(f"flash-dmd {args.job}: interrupted (a train run continues from its last checkpoint with resume=latest)", file=sys.stderr)
+        return 130
     except Exception as e:
         from flash_dmd.train import NonFiniteLoss
         if getattr(args, 'debug', False) or not isinstance(e, (*USER_ERRORS, NonFiniteLoss, FloatingPointError)): raise

@@ -183,6 +183,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         sub = k.split('.', 1)[0]
         if sub in ('distill', 'rl') and '.' in k: d[sub][k[len(sub) + 1:]] = parse_value(v)
         else: d[k] = parse_value(v)
+    from flash_dmd.rl import RLConfig
+    for k in d:                             # a DistillConfig / RLConfig key given at the top level: name where it belongs
+        sub = 'distill' if k in {f.name for f in fields(DistillConfig)} else 'rl' if k in {f.name for f in fields(RLConfig)} else None
+        if k not in {f.name for f in fields(TrainConfig)} and sub: raise KeyError(f"unknown TrainConfig key {k!r}; did you mean '{sub}.{k}'?")
     return checked_replace(TrainConfig(), d)
 
 # %% ../nbs/12_train.ipynb #9052f56a
@@ -883,8 +887,9 @@ def _claim(out: Path, cfg: TrainConfig, ck: Path | None) -> str:
     if ck is not None and ck.resolve().parent == out.resolve() and mine is None: return _new_run(out, ck_id)   # its own checkpoint
     held = _what_it_holds(out)
     if held and not cfg.overwrite:
-        raise RunFolderError(f"output_dir {str(out)!r} holds a run ({held}): continue it with resume=latest, choose another "
-                             "output_dir, or set overwrite=true to replace it")
+        how = ("it has no checkpoint resume=latest can use" if cfg.resume == 'latest' else "continue it with resume=latest")
+        raise RunFolderError(f"output_dir {str(out)!r} holds a run ({held}): {how}; choose another output_dir, or set overwrite=true "
+                             "to replace it")
     if held: _clear_run(out)
     return _new_run(out, ck_id)
 
@@ -953,6 +958,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from contextlib import nullcontext
     main, out = int(os.environ.get('RANK', '0')) == 0, Path(cfg.output_dir)
     if cfg.resume and cfg.resume != 'latest': _resume_point(out, cfg, main)      # a bad checkpoint path: say so before writing anything
+    if cfg.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device!r}, but torch sees no CUDA device here (device=auto uses one when there is one)")
     if main: out.mkdir(parents=True, exist_ok=True)
     with _FolderLock(out) if main else nullcontext():
         if main: _clean_orphans(out)

@@ -133,6 +133,18 @@ def test_kill_9_mid_checkpoint_then_resume(tmp_path):
     assert steps_logged(out) == [1, 2, 3, 4] and latest_checkpoint(out).name == 'checkpoint-0000004'
     verify_checkpoint(latest_checkpoint(out))
 
+def test_checkpoints_written_before_checksums_resume_by_path_with_a_warning(one_step, tmp_path):
+    out = copy_run(one_step, tmp_path)
+    for ck in out.glob('checkpoint-*'): (ck / 'checksums.json').unlink()           # as an older version wrote them
+    (out / 'run.json').unlink()
+    before = snapshot(out)
+    with pytest.raises(RunFolderError, match=r"checkpoints without checksums .*resume=.*checkpoint-0000002.*no checkpoint resume=latest can use"):
+        run(out, 'max_steps=3', 'resume=latest')
+    assert snapshot(out) == before
+    with pytest.warns(UserWarning, match='has no checksums'):
+        r = run(out, 'max_steps=3', f'resume={out / "checkpoint-0000002"}')
+    assert r['steps'] == 3 and verify_checkpoint(latest_checkpoint(out))['step'] == 3
+
 # --- checkpoints you can trust ----------------------------------------------------------------------------------
 
 def test_a_corrupted_newest_checkpoint_is_named_and_the_previous_one_used(one_step, tmp_path, capsys):
@@ -195,6 +207,15 @@ def test_bad_values_are_rejected_in_one_line_naming_the_key(item, msg, tmp_path,
     assert main(['train', '--quiet', f'output_dir={tmp_path / "x"}', item]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and msg in err and not (tmp_path / 'x').exists()   # before anything is written
+
+def test_a_method_key_at_the_top_level_is_pointed_to_its_section():
+    with pytest.raises(KeyError, match="did you mean 'distill.batch'"): load_config(overrides=['batch=0'])
+    with pytest.raises(KeyError, match="did you mean 'rl.rl_ratio'"): load_config(overrides=['rl_ratio=2'])
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    assert main(['train', '--quiet', f'output_dir={tmp_path / "x"}', 'device=cuda', *BASE]) == 2
+    assert 'torch sees no CUDA device' in capsys.readouterr().err and not (tmp_path / 'x').exists()
 
 def test_yaml_mapping_and_home_expansion(tmp_path):
     (tmp_path / 'c.yaml').write_text('distill: 5\n')

@@ -29,7 +29,7 @@ def _type_names(t) -> list[str]:
 def _as_declared(v, t, key: str):
     "`v` as the declared type `t` of field `key`: an integral float is an int, an int is a float; anything else is an error naming the key."
     names = _type_names(t)
-    if v is None and 'None' in names: return None
+    if 'None' in names and (v is None or (v in ('None', 'none') and 'str' not in names)): return None   # Python's spelling of null too
     for n in names:
         if n == 'bool' and isinstance(v, bool): return v
         if isinstance(v, bool): continue                                  # True is an int to Python, not to a config
@@ -873,7 +873,7 @@ def _clear_run(out: Path):
     "`overwrite=true`: delete what the previous run of `out` wrote (its checkpoints, logs, validation images); nothing else."
     rid = _run_id(out)
     doomed = [p for p in out.iterdir() if _CK_NAME.fullmatch(p.name) and p.is_dir() and
-              ((_manifest(p) or {}).get('run_id') == rid if _manifest(p) is not None else (p / 'state.json').exists())]
+              (rid is None or (_manifest(p) or {}).get('run_id') == rid if _manifest(p) is not None else (p / 'state.json').exists())]
     doomed += [out / n for n in ('metrics.jsonl', 'config.yaml', 'run.json', 'tb')] + list(out.glob('val-*.png'))
     for p in doomed:
         if p.is_dir(): shutil.rmtree(p)

@@ -191,10 +191,11 @@ def test_resume_refuses_a_changed_method_or_batch(one_step, tmp_path):
 # --- typed, checked configuration ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('item,field,value', [('max_steps=1e4', 'max_steps', 10000), ('distill.batch=1.6e1', 'batch', 16),
-                                              ('seed=3.0', 'seed', 3), ('weight_limit=5', 'weight_limit', 5.0)])
+                                              ('seed=3.0', 'seed', 3), ('weight_limit=5', 'weight_limit', 5.0),
+                                              ('distill.ema_inject=None', 'ema_inject', None)])
 def test_integral_floats_are_ints(item, field, value):
     cfg = load_config(overrides=[item])
-    v = cfg.distill_config().batch if field == 'batch' else getattr(cfg, field)
+    v = getattr(cfg.distill_config(), field) if field in ('batch', 'ema_inject') else getattr(cfg, field)
     assert v == value and type(v) is type(value)
 
 @pytest.mark.parametrize('item,msg', [('seed=abc', "seed must be an integer, got 'abc'"), ('max_steps=2.5', 'max_steps must be an integer'),

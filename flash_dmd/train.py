@@ -398,6 +398,9 @@ class _FolderLock:
             f.seek(0); who = f.read().strip() or 'another process'; f.close()
             raise RunFolderError(f"output_dir {str(self.path.parent)!r} is in use by {who}: two runs in one folder would mix their logs "
                                  "and delete each other's checkpoints. Wait for it to finish, or choose another output_dir") from None
+        except OSError as e:                                            # a file system without locks (some network mounts)
+            print(f"output_dir {str(self.path.parent)!r}: cannot lock it ({e}); make sure no other run writes there", file=sys.stderr)
+            f.close(); return self
         f.seek(0); old = f.read().strip()
         if old: print(f"output_dir {str(self.path.parent)!r}: a stale lock ({old}) was left by a process that no longer runs; taking it over", file=sys.stderr)
         f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()

@@ -13,7 +13,7 @@ from .toy import (TOY_DATASETS, SCHEDULES, TeacherConfig, load_teacher, teacher_
 from .distill import PRESETS, RECOMMENDED, preset, config_from_dict, run_toy, student_samples
 
 # %% auto #0
-__all__ = ['write_json', 'parse_overrides', 'run_distill', 'run_digits_demo', 'main']
+__all__ = ['USER_ERRORS', 'write_json', 'parse_overrides', 'run_distill', 'run_digits_demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #2329573c
 def write_json(path: Path, obj: dict):
@@ -102,8 +102,22 @@ def run_digits_demo(out: str | Path = 'outputs/demo', method: str = RECOMMENDED,
     return result
 
 # %% ../nbs/90_cli.ipynb #c67b2389
+def _at_least(lo: int):
+    "An argparse type: an integer >= `lo`, or an error naming the bound."
+    def parse(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f'integer >= {lo}'
+    return parse
+
+def _debug(p: argparse.ArgumentParser):
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='on an error, show the traceback (default: one line, exit code 2)')
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='flash-dmd', description='Flash-DMD toolkit: toy and scaled distillation jobs.')
+    p.add_argument('--debug', action='store_true', help='on an error, show the traceback (default: one line, exit code 2)')
     sub = p.add_subparsers(dest='job', required=True, metavar='JOB')
     for job, hlp in (('demo', 'the main job: distil the toy teacher with Flash-DMD, write demo.png and metrics.json'),
                      ('distill', 'distil a toy teacher with any method preset and config overrides')):
@@ -111,22 +125,22 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument('--out', default=f'outputs/{job}', help='folder for metrics.json and demo.png')
         d.add_argument('--method', default=RECOMMENDED, choices=tuple(PRESETS), help='a preset of flash_dmd.distill (default: the recommended recipe)')
         d.add_argument('--dataset', default='grid25', choices=TOY_DATASETS)
-        d.add_argument('--iters', type=int, default=1500, help='training iterations')
+        d.add_argument('--iters', type=_at_least(1), default=1500, help='training iterations'); _debug(d)
         d.add_argument('--seed', type=int, default=0)
-        d.add_argument('--n-eval', type=int, default=2000, help='samples per evaluation')
-        d.add_argument('--teacher-steps', type=int, default=None, help='override the teacher training steps (default: TeacherConfig)')
+        d.add_argument('--n-eval', type=_at_least(10), default=2000, help='samples per evaluation')
+        d.add_argument('--teacher-steps', type=_at_least(1), default=None, help='override the teacher training steps (default: TeacherConfig)')
         if job == 'distill': d.add_argument('overrides', nargs='*', metavar='key=value', help='DistillConfig fields, e.g. ttur=2 w_adv=0.1')
-        if job == 'demo': d.add_argument('--digits-iters', type=int, default=200, help='then distil the 8x8 digits teacher this long (0: skip)')
+        if job == 'demo': d.add_argument('--digits-iters', type=_at_least(0), default=200, help='then distil the 8x8 digits teacher this long (0: skip)')
     tr = sub.add_parser('train', help='run the trainer from a YAML config and key=value overrides (checkpoints, resume)')
     tr.add_argument('--config', default=None, help='YAML file of TrainConfig fields (see flash_dmd.train)')
     tr.add_argument('overrides', nargs='*', metavar='key=value', help='TrainConfig fields, e.g. max_steps=500 resume=latest distill.ttur=2')
-    tr.add_argument('--quiet', action='store_true', help='no progress bar')
+    tr.add_argument('--quiet', action='store_true', help='no progress bar'); _debug(tr)
     lr = sub.add_parser('lrm', help='train an LPO-style latent reward model on preference pairs, for Stage 2 (reward_model=lrm:OUT)',
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     lr.add_argument('--config', default=None, help='YAML of TrainConfig fields: the model (model, pretrained, resolution, device) is used')
     lr.add_argument('--prefs', required=True, help='JSONL of preference pairs: prompt, chosen, rejected (paths relative to the file)')
     lr.add_argument('--out', required=True, help='folder for lrm.json and lrm.safetensors')
-    lr.add_argument('--steps', type=int, default=2000); lr.add_argument('--batch', type=int, default=8)
+    lr.add_argument('--steps', type=_at_least(1), default=2000); lr.add_argument('--batch', type=_at_least(1), default=8); _debug(lr)
     lr.add_argument('--lr', type=float, default=1e-4); lr.add_argument('--train-backbone', action='store_true', help='fine-tune a copy of the teacher too (LPO), not only the heads')
     lr.add_argument('--quiet', action='store_true')
     lr.add_argument('overrides', nargs='*', metavar='key=value', help='TrainConfig fields, e.g. model=sdxl pretrained=...')
@@ -136,19 +150,17 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TeacherConfig):
         kw = {'choices': TOY_DATASETS} if f.name == 'dataset' else {'choices': tuple(SCHEDULES)} if f.name == 'schedule' else {}
-        t.add_argument(f'--{f.name.replace("_", "-")}', type=type(f.default), default=f.default, **kw)
-    t.add_argument('--seed', type=int, default=0)
+        typ = _at_least(1) if type(f.default) is int else type(f.default)          # steps, sizes: >= 1 (0 steps would cache an untrained teacher)
+        t.add_argument(f'--{f.name.replace("_", "-")}', type=typ, default=f.default, **kw)
+    t.add_argument('--seed', type=int, default=0); _debug(t)
     return p
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `flash-dmd` console script."
-    args = _parser().parse_args(argv)
+# %% ../nbs/90_cli.ipynb #1bc5ed3f
+def _job(args: argparse.Namespace) -> int:
+    "Run the job `args` names; errors propagate to `main`, which turns a user's error into one line."
     if args.job in ('demo', 'distill'):
-        try:
-            r = run_distill(args.out, args.method, args.dataset, args.iters, args.seed,
-                            parse_overrides(getattr(args, 'overrides', [])), args.teacher_steps, args.n_eval)
-        except (KeyError, ValueError, FloatingPointError) as e:
-            print(f"flash-dmd {args.job}: error: {e.args[0] if e.args else e}", file=sys.stderr); return 2
+        r = run_distill(args.out, args.method, args.dataset, args.iters, args.seed,
+                        parse_overrides(getattr(args, 'overrides', [])), args.teacher_steps, args.n_eval)
         show = lambda m: f"swd {m['swd']:.3f}  mode precision {m.get('mode_precision', float('nan')):.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}"
         print(f"teacher 50 steps   {show(r['teacher']['teacher_50_steps'])}")
         print(f"teacher 4 steps    {show(r['teacher']['teacher_4_steps'])}")
@@ -169,26 +181,16 @@ def main(argv: list[str] | None = None) -> int:
                   + ("it beats" if dg['beats_teacher_4_steps'] else "it does not beat") + " the teacher's own 4-step sampler")
             print(f"wrote {Path(args.out) / 'digits.json'} and {Path(args.out) / 'digits.png'} in {dg['seconds_total']:.0f}s")
     elif args.job == 'train':
-        from flash_dmd.train import load_config, train, NonFiniteLoss
-        try: cfg = load_config(args.config, args.overrides)
-        except (KeyError, ValueError, FileNotFoundError) as e:
-            print(f"flash-dmd train: error: {e.args[0] if e.args else e}", file=sys.stderr); return 2
-        try: r = train(cfg, progress=not args.quiet)
-        except NonFiniteLoss as e:
-            print(f"flash-dmd train: stopped: {e}", file=sys.stderr); return 1
-        except (ImportError, FileNotFoundError, OSError) as e:
-            print(f"flash-dmd train: error: {e}", file=sys.stderr); return 2
+        from flash_dmd.train import load_config, train
+        r = train(load_config(args.config, args.overrides), progress=not args.quiet)
         if int(os.environ.get('RANK', '0')) == 0:                     # one summary line per run, not per process
             print(f"trained to step {r['steps']}" + (f" (resumed from {r['resumed_from']})" if r['resumed_from'] else '')
                   + f"; last checkpoint {r['checkpoint']}; cost {r['cost']['batch_x_iters']:,} (batch x training iterations)"
                   + (f"; exported to {r['exported']}" if r['exported'] else ''))
     elif args.job == 'lrm':
         from flash_dmd.train import load_config, train_reward_model
-        try:
-            cfg = load_config(args.config, args.overrides)
-            out = train_reward_model(cfg, args.prefs, args.out, args.steps, args.batch, args.lr, args.train_backbone, progress=not args.quiet)
-        except (KeyError, ValueError, FileNotFoundError, OSError, ImportError) as e:
-            print(f"flash-dmd lrm: error: {e.args[0] if e.args else e}", file=sys.stderr); return 2
+        cfg = load_config(args.config, args.overrides)
+        out = train_reward_model(cfg, args.prefs, args.out, args.steps, args.batch, args.lr, args.train_backbone, progress=not args.quiet)
         print(f"wrote {out / 'lrm.safetensors'}; use it in Stage 2 with reward_model=lrm:{out}")
     elif args.job == 'eval':
         from flash_dmd.evaluate import main_eval
@@ -198,3 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         load_teacher(cfg, args.seed, progress=True)
         print(cache_dir() / f"{teacher_key(cfg, args.seed)}.safetensors")
     return 0
+
+USER_ERRORS = (KeyError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, OSError, ImportError)
+
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `flash-dmd` console script: a user's error (config, data, checkpoint, missing model) is one line and exit code 2."
+    args = _parser().parse_args(argv)
+    try: return _job(args)
+    except KeyboardInterrupt:
+        if getattr(args, 'debug', False): raise
+        print(f"flash-dmd {args.job}: interrupted (a train run continues from its last checkpoint with resume=latest)", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from flash_dmd.train import NonFiniteLoss
+        if getattr(args, 'debug', False) or not isinstance(e, (*USER_ERRORS, NonFiniteLoss, FloatingPointError)): raise
+        msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
+        if isinstance(e, NonFiniteLoss): print(f"flash-dmd {args.job}: stopped: {msg}", file=sys.stderr); return 1
+        print(f"flash-dmd {args.job}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        return 2

@@ -42,10 +42,20 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     if not out: raise ValueError(f"prompt file {str(path)!r} holds no prompts")
     return out
 
+def _rgb(im):
+    "A PIL image as 8-bit RGB. 16-bit and 32-bit grey images are scaled to 8 bits first: `convert('RGB')` would clip them (a 16-bit PNG turns white)."
+    if im.mode.startswith('I') or im.mode == 'F':
+        import numpy as np
+        from PIL import Image
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535. if im.mode.startswith('I;16') or a.max() > 255 else 1. if im.mode == 'F' and a.max() <= 1 else 255.
+        im = Image.fromarray((a.clip(0, top) / top * 255).round().astype(np.uint8), 'L')
+    return im.convert('RGB')
+
 def _square(im, size: int) -> torch.Tensor:
     "A PIL image resized (shorter side to `size`) and centre-cropped: `[3, size, size]` in [-1, 1]."
     from PIL import Image
-    im = im.convert('RGB')
+    im = _rgb(im)
     w, h = im.size
     s = size / min(w, h)
     im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
@@ -103,6 +113,7 @@ class ImageFolder(ImageFiles):
         super().__init__(sorted(f for f in self.root.rglob('*') if f.suffix.lower() in IMAGE_SUFFIXES), size, str(root))
         if not self.files: raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}")
 
+# %% ../nbs/15_data.ipynb #0105cd1d
 def expand_shards(spec: str) -> list[Path]:
     "Tar shard paths of a webdataset spec: brace ranges `a-{000..009}.tar`, globs `dir/*.tar`, or a list joined by `::`."
     import glob, re
@@ -118,6 +129,26 @@ def expand_shards(spec: str) -> list[Path]:
     if not out or missing: raise FileNotFoundError(f"webdataset shards not found: {missing[:3] or [spec]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ''))
     return out
 
+def _shard_images(shard: Path) -> list[tuple[str, int, int]]:
+    "`(name, data offset, size)` of the image members of a tar shard; a truncated shard keeps the images before the cut, with a warning."
+    import tarfile
+    found, problem, total = [], None, shard.stat().st_size
+    try:
+        with tarfile.open(shard) as tf:
+            try:
+                while (m := tf.next()) is not None: found.append(m)
+            except tarfile.TarError as e: problem = f"it is cut inside a member ({e})"
+            if problem is None:                           # a whole tar ends with zero blocks; a cut at a header just stops early
+                with open(shard, 'rb') as f: f.seek(tf.offset); end = f.read(512)
+                if len(end) < 512 or end.strip(b'\0'): problem = f"it has no end-of-archive marker after byte {tf.offset}"
+    except tarfile.TarError as e: problem = f"not even its first member can be read ({e})"
+    whole = [m for m in found if m.offset_data + m.size <= total]
+    images = [(m.name, m.offset_data, m.size) for m in whole if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+    if problem or len(whole) < len(found):
+        warnings.warn(f"shard {shard} is truncated or corrupted: {problem or 'its last member is cut'}; kept the {len(images)} "
+                      "images before that point, anything after it is lost")
+    return images
+
 class TarShards(ImageSource):
     "Images inside webdataset tar shards (every image member is one sample; the index is built once by reading the tar headers)."
     def __init__(self, spec: str, size: int):
@@ -125,22 +156,20 @@ class TarShards(ImageSource):
         super().__init__(size, str(spec))
         self.shards, self.members, self._open = expand_shards(spec), [], {}
         for si, sh in enumerate(self.shards):
-            try:
-                with tarfile.open(sh) as tf:
-                    self.members += [(si, m.name) for m in tf.getmembers() if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
-            except tarfile.TarError as e:
-                warnings.warn(f"skipping unreadable shard {sh} ({e})")
+            self.members += [(si, *m) for m in _shard_images(sh)]
         if not self.members: raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the shards {spec!r}")
     def __len__(self): return len(self.members)
     def name(self, i): return f'{self.shards[self.members[i][0]]}:{self.members[i][1]}'
     def open(self, i):
-        import io, tarfile
+        import io
         from PIL import Image
-        si, name = self.members[i]
-        if si not in self._open: self._open[si] = tarfile.open(self.shards[si])
-        with Image.open(io.BytesIO(self._open[si].extractfile(name).read())) as im: im.load(); return im.copy()
+        si, name, start, size = self.members[i]
+        if si not in self._open: self._open[si] = open(self.shards[si], 'rb')
+        f = self._open[si]; f.seek(start)
+        with Image.open(io.BytesIO(f.read(size))) as im: im.load(); return im.copy()
     def __getstate__(self): return {**self.__dict__, '_open': {}}     # open tar handles stay with their process
 
+# %% ../nbs/15_data.ipynb #a39a3d79
 def _hf_dataset(spec: str):
     "`(dataset, column)` of `hf:<name or path>[:split[:column]]`: a folder from `save_to_disk`, a local data folder or a hub name."
     try: import datasets

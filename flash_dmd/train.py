@@ -16,8 +16,61 @@ from .distill import Distiller, DistillConfig, preset, checked_replace, config_f
 
 # %% auto #0
 __all__ = ['MODELS', 'TrainConfig', 'parse_value', 'load_config', 'speed_options', 'frozen_dtype', 'shard', 'precompute_prompts',
-           'build', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'make_reward', 'load_reward_model',
-           'train_reward_model', 'attach_stage2', 'validate', 'NonFiniteLoss', 'train']
+           'build', 'RunFolderError', 'CheckpointError', 'verify_checkpoint', 'save_checkpoint', 'latest_checkpoint',
+           'load_checkpoint', 'make_reward', 'load_reward_model', 'train_reward_model', 'attach_stage2', 'validate',
+           'NonFiniteLoss', 'train']
+
+# %% ../nbs/12_train.ipynb #1118d74c
+def _type_names(t) -> list[str]:
+    "The declared type of a dataclass field as names: `'int | None'` -> `['int', 'None']` (annotations are strings here)."
+    s = t if isinstance(t, str) else getattr(t, '__name__', str(t))
+    return [n.strip() for n in s.split('|')]
+
+def _as_declared(v, t, key: str):
+    "`v` as the declared type `t` of field `key`: an integral float is an int, an int is a float; anything else is an error naming the key."
+    names = _type_names(t)
+    if 'None' in names and (v is None or (v in ('None', 'none') and 'str' not in names)): return None   # Python's spelling of null too
+    for n in names:
+        if n == 'bool' and isinstance(v, bool): return v
+        if isinstance(v, bool): continue                                  # True is an int to Python, not to a config
+        if n == 'int' and isinstance(v, int): return v
+        if n == 'int' and isinstance(v, float) and v.is_integer(): return int(v)
+        if n == 'float' and isinstance(v, (int, float)): return float(v)
+        if n == 'str' and isinstance(v, str): return v
+        if n == 'dict' and isinstance(v, dict): return v
+        if n in ('list', 'tuple') and isinstance(v, (list, tuple)): return type(v)(v)
+    want = ' or '.join({'dict': 'a mapping', 'None': 'null', 'int': 'an integer', 'float': 'a number', 'bool': 'true/false',
+                        'str': 'a string', 'list': 'a list', 'tuple': 'a list'}.get(n, n) for n in names)
+    raise ValueError(f"{key} must be {want}, got {v!r}")
+
+def _typed(cls, d: dict, prefix: str = '') -> dict:
+    "The values of `d` converted to the declared types of dataclass `cls`'s fields (unknown keys are left for `checked_replace` to name)."
+    if not isinstance(d, dict): raise ValueError(f"{prefix.rstrip('.')} must be a mapping of {cls.__name__} keys to values, got {d!r}")
+    types = {f.name: f.type for f in fields(cls)}
+    return {k: _as_declared(v, types[k], prefix + k) if k in types else v for k, v in d.items()}
+
+_AT_LEAST = {'max_steps': 0, 'checkpoint_every': 1, 'keep_checkpoints': 1, 'log_every': 1, 'validate_every': 0, 'lora_rank': 0,
+             'resolution': 8, 'weight_limit': 0}                 # TrainConfig fields and their least value
+_AT_LEAST_DISTILL = {'batch': 1, 'ttur': 1, 'lr_g': 0, 'lr_fake': 0, 'lr_d': 0, 'n_regression_pairs': 1}
+_POSITIVE_DISTILL = ('grad_clip',)                                # 0 would zero every update, < 0 flips the gradient
+
+def _checked_types_and_ranges(cfg):
+    "Convert every field of `cfg` (and its `distill` / `rl` overrides) to its declared type, check ranges, expand `~` in paths."
+    for f in fields(cfg): setattr(cfg, f.name, _as_declared(getattr(cfg, f.name), f.type, f.name))
+    from flash_dmd.rl import RLConfig
+    cfg.distill, cfg.rl = _typed(DistillConfig, cfg.distill, 'distill.'), _typed(RLConfig, cfg.rl, 'rl.')
+    for k, lo in _AT_LEAST.items():
+        if getattr(cfg, k) < lo: raise ValueError(f"{k} must be >= {lo}, got {getattr(cfg, k)}")
+    for k, lo in _AT_LEAST_DISTILL.items():
+        if k in cfg.distill and cfg.distill[k] < lo: raise ValueError(f"distill.{k} must be >= {lo}, got {cfg.distill[k]}")
+    for k in _POSITIVE_DISTILL:
+        if k in cfg.distill and not cfg.distill[k] > 0: raise ValueError(f"distill.{k} must be > 0, got {cfg.distill[k]}")
+    for k, lo in (('batch', 1), ('lr', 0), ('grad_clip', 1e-30), ('rl_ratio', 0)):
+        if k in cfg.rl and cfg.rl[k] < lo: raise ValueError(f"rl.{k} must be {'> 0' if lo else '>= 0'}, got {cfg.rl[k]}")
+    for k in ('output_dir', 'resume', 'init_from', 'pretrained', 'image_dir', 'prompts'):
+        v = getattr(cfg, k)
+        if isinstance(v, str) and v.startswith('~'): setattr(cfg, k, os.path.expanduser(v))
+    if not cfg.output_dir: raise ValueError("output_dir must name a folder")
 
 # %% ../nbs/12_train.ipynb #07a9cdf6
 MODELS = ('toy', 'digits', 'tiny-sdxl', 'sdxl', 'tiny-sd3', 'sd3')
@@ -39,8 +92,10 @@ class TrainConfig:
     output_dir: str = 'runs/toy'         # run folder: config.yaml, metrics.jsonl, checkpoints
     max_steps: int = 1000                # training iterations
     checkpoint_every: int = 250          # iterations between checkpoints (and one at the end)
-    keep_checkpoints: int = 2            # older checkpoints are deleted
+    keep_checkpoints: int = 2            # this run's older checkpoints are deleted (>= 1)
     resume: str | None = None            # None, 'latest', or a checkpoint folder
+    overwrite: bool = False              # a fresh run into a folder that holds another run: replace that run (else refuse)
+    weight_limit: float = 1e4            # no checkpoint is written when a weight is non-finite or larger than this (0: finite only)
     log_every: int = 25                  # iterations between log lines
     seed: int = 0
     device: str = 'auto'                 # 'auto', 'cpu' or 'cuda'
@@ -59,9 +114,10 @@ class TrainConfig:
     init_from: str | None = None         # stage 2: the Stage 1 checkpoint folder, or a run folder (its latest checkpoint)
     rl_method: str = 'flash+rl'          # stage 2: a preset of flash_dmd.rl.RL_PRESETS
     rl: dict = field(default_factory=dict)   # stage 2: RLConfig overrides on top of the preset (e.g. rl.k=4, rl.batch=8)
-    reward_model: str = 'x0:side'        # stage 2: 'x0:<reward>' scores the teacher's x0 estimate (decoded) with 'side' (toy), 'brightness' (images) or 'pkg.module:factory'; or 'pkg.module:factory' building the noise-aware reward itself
+    reward_model: str = 'x0:side'        # stage 2: 'x0:<reward>' scores the teacher's x0 estimate (decoded) with 'side' (toy), 'brightness' (images) or 'pkg.module:factory'; or 'pkg.module:factory' building the noise-aware reward itself. 'pkg.module:factory' IMPORTS AND RUNS that code: name only code you trust
 
     def __post_init__(self):
+        _checked_types_and_ranges(self)                               # declared types, ranges, `~`: one line naming the key
         if self.model not in MODELS: raise ValueError(f"TrainConfig: model must be one of {MODELS}, got {self.model!r}")
         if self.method not in PRESETS: raise ValueError(f"TrainConfig: method must be one of {list(PRESETS)}, got {self.method!r}")
         if self.max_steps < 0 or self.checkpoint_every < 1: raise ValueError("TrainConfig: max_steps >= 0 and checkpoint_every >= 1 required")
@@ -92,6 +148,7 @@ class TrainConfig:
     def distill_config(self) -> DistillConfig:
         return config_from_dict({**self.distill, 'seed': self.seed}, preset(self.method))
 
+# %% ../nbs/12_train.ipynb #3092a99d
 _NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
 
 def _floats(x):
@@ -114,8 +171,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     if path is not None:
         p = Path(path)
         if not p.exists(): raise FileNotFoundError(f"config file not found: {str(path)!r}")
-        d = _floats(yaml.safe_load(p.read_text()) or {})
+        try: d = _floats(yaml.safe_load(p.read_text()) or {})
+        except yaml.YAMLError as e: raise ValueError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(d, dict): raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    for sub in ('distill', 'rl'):
+        if not isinstance(d.get(sub) or {}, dict): raise ValueError(f"{sub} must be a mapping of keys to values (e.g. {sub}: {{batch: 16}}), got {d[sub]!r}")
     d = {**d, 'distill': dict(d.get('distill') or {}), 'rl': dict(d.get('rl') or {})}
     for item in overrides:
         if '=' not in item: raise ValueError(f"override {item!r} is not of the form key=value")
@@ -123,6 +183,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         sub = k.split('.', 1)[0]
         if sub in ('distill', 'rl') and '.' in k: d[sub][k[len(sub) + 1:]] = parse_value(v)
         else: d[k] = parse_value(v)
+    from flash_dmd.rl import RLConfig
+    for k in d:                             # a DistillConfig / RLConfig key given at the top level: name where it belongs
+        sub = 'distill' if k in {f.name for f in fields(DistillConfig)} else 'rl' if k in {f.name for f in fields(RLConfig)} else None
+        if k not in {f.name for f in fields(TrainConfig)} and sub: raise KeyError(f"unknown TrainConfig key {k!r}; did you mean '{sub}.{k}'?")
     return checked_replace(TrainConfig(), d)
 
 # %% ../nbs/12_train.ipynb #9052f56a
@@ -274,6 +338,96 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
         for m in (d.student, d.fake): (m.transformer if sd3 else m.unet).enable_gradient_checkpointing()
     return _options(d, cfg)
 
+# %% ../nbs/12_train.ipynb #46d05d57
+class RunFolderError(ValueError):
+    "The run folder holds another run, is in use by another process, or its checkpoints cannot be used; the message says which and what to do."
+
+class CheckpointError(ValueError):
+    "A checkpoint is missing, incomplete, truncated or corrupted; the message names the checkpoint and the file."
+
+_CK_NAME = re.compile(r'checkpoint-(\d{7,})')                 # exactly what save_checkpoint writes: 7 or more digits
+_CK_FILES = ('models.safetensors', 'optimizers.pt', 'rng.pt', 'state.json')
+_MANIFEST = 'checksums.json'                                   # written last: without it a checkpoint is not complete
+
+def _sha256(p: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 22), b''): h.update(b)
+    return h.hexdigest()
+
+def _manifest(ck: Path) -> dict | None:
+    "The checksums of a checkpoint folder, or None when it has none (or they cannot be read)."
+    try: m = json.loads((ck / _MANIFEST).read_text())
+    except (OSError, ValueError): return None
+    return m if isinstance(m, dict) and isinstance(m.get('files'), dict) else None
+
+def verify_checkpoint(path: str | os.PathLike) -> dict:
+    "Check every file of checkpoint `path` against its recorded size and sha256; returns the manifest, or raises `CheckpointError` naming the file."
+    path = Path(path)
+    missing = [f for f in _CK_FILES if not (path / f).exists()]
+    if not path.is_dir() or missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete or missing: no {missing or list(_CK_FILES)}")
+    man = _manifest(path)
+    if man is None: raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: no readable {_MANIFEST} (it is written last)")
+    for f, rec in man['files'].items():
+        size = (path / f).stat().st_size if (path / f).exists() else None
+        if size != rec['bytes']:
+            raise CheckpointError(f"checkpoint {str(path)!r}: {f} is truncated or missing ({size} of {rec['bytes']} bytes)")
+        if _sha256(path / f) != rec['sha256']: raise CheckpointError(f"checkpoint {str(path)!r}: {f} is corrupted (its sha256 differs from the one recorded)")
+    return man
+
+def _checkpoints(run_dir: str | os.PathLike, run_id: str | None = None) -> list[Path]:
+    "Complete checkpoints in `run_dir` (the exact name pattern, a manifest; of run `run_id` unless None), oldest first."
+    run_dir, out = Path(run_dir), []
+    if not run_dir.is_dir(): return []
+    for p in run_dir.iterdir():
+        m = _CK_NAME.fullmatch(p.name)
+        man = _manifest(p) if m and p.is_dir() else None
+        if man is not None and (run_id is None or man.get('run_id') == run_id): out.append((int(m.group(1)), p))
+    return [p for _, p in sorted(out)]
+
+def _run_id(run_dir: str | os.PathLike) -> str | None:
+    "The id of the run that owns `run_dir` (its `run.json`), or None."
+    try: return json.loads((Path(run_dir) / 'run.json').read_text())['run_id']
+    except (OSError, ValueError, KeyError, TypeError): return None
+
+class _FolderLock:
+    "An exclusive lock on a run folder (`flock` on `.lock`: the kernel releases it when the process dies, however it dies)."
+    def __init__(self, out: Path): self.path, self.f = out / '.lock', None
+    def __enter__(self):
+        try: import fcntl
+        except ImportError: return self                                 # no flock on this platform: no lock
+        import socket
+        f = open(self.path, 'a+')
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0); who = f.read().strip() or 'another process'; f.close()
+            raise RunFolderError(f"output_dir {str(self.path.parent)!r} is in use by {who}: two runs in one folder would mix their logs "
+                                 "and delete each other's checkpoints. Wait for it to finish, or choose another output_dir") from None
+        except OSError as e:                                            # a file system without locks (some network mounts)
+            print(f"output_dir {str(self.path.parent)!r}: cannot lock it ({e}); make sure no other run writes there", file=sys.stderr)
+            f.close(); return self
+        f.seek(0); old = f.read().strip()
+        if old: print(f"output_dir {str(self.path.parent)!r}: a stale lock ({old}) was left by a process that no longer runs; taking it over", file=sys.stderr)
+        f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
+        self.f = f
+        return self
+    def __exit__(self, *exc):
+        if self.f is not None:
+            import fcntl
+            self.f.seek(0); self.f.truncate(); self.f.flush()          # an empty lock file: released cleanly
+            fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close(); self.f = None
+
+def _new_run(run_dir: Path, run_id: str | None = None) -> str:
+    "Make `run_dir` the folder of run `run_id` (a fresh id when None): write `run.json`; returns the id."
+    import uuid
+    run_id = run_id or uuid.uuid4().hex[:12]
+    tmp = run_dir / '.run.json.tmp'
+    tmp.write_text(json.dumps({'run_id': run_id, 'created': time.strftime('%Y-%m-%d %H:%M:%S'), 'pid': os.getpid()}) + '\n')
+    os.replace(tmp, run_dir / 'run.json')
+    return run_id
+
 # %% ../nbs/12_train.ipynb #0051c985
 def _modules(d: Distiller) -> dict:
     extra = {'rl_ref': d.joint.ref} if _joint(d) else {}
@@ -309,9 +463,11 @@ def _optim_state(d: Distiller, k: str, o) -> dict:
 
 def save_checkpoint(d: Distiller, run_dir: str | os.PathLike, cfg: TrainConfig | None = None, keep: int | None = None,
                     write: bool = True) -> Path:
-    "Write the full state of `d` to `run_dir/checkpoint-<step>` atomically; keep the newest `keep` checkpoints. FSDP: every rank calls, `write` on one."
+    "Write the full state of `d` to `run_dir/checkpoint-<step>` atomically, with checksums; keep this run's newest `keep`. FSDP: every rank calls, `write` on one."
     from safetensors.torch import save_file
     run_dir = Path(run_dir)
+    if keep is not None and keep < 1: raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+    _sound_or_stop(d, run_dir, cfg)
     final = run_dir / f'checkpoint-{_step(d):07d}'
     models = {}
     for k, m in _modules(d).items():
@@ -320,6 +476,7 @@ def save_checkpoint(d: Distiller, run_dir: str | os.PathLike, cfg: TrainConfig |
     optims = {k: _optim_state(d, k, o) for k, o in _optimizers(d).items()}
     if not write: return final
     run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = _run_id(run_dir) or _new_run(run_dir)
     tmp = Path(tempfile.mkdtemp(prefix='.tmp-checkpoint-', dir=run_dir))
     try:
         save_file(models, tmp / 'models.safetensors')
@@ -330,29 +487,100 @@ def save_checkpoint(d: Distiller, run_dir: str | os.PathLike, cfg: TrainConfig |
                    tmp / 'rng.pt')
         state = {'step': d.it, 'generator_updates': d.gen_updates, 'critic_updates': d.critic_updates,
                  'train_seconds': d.train_seconds, 'passes_forward': d.passes.forward, 'passes_backward': d.passes.backward,
-                 'config': asdict(cfg) if cfg is not None else None, 'distill_config': asdict(d.cfg),
+                 'config': asdict(cfg) if cfg is not None else None, 'distill_config': asdict(d.cfg), 'run_id': run_id,
                  **({'rl_cycles': j.cycles, 'rl_updates': j.rl_updates, 'rl_config': asdict(j.cfg)} if j else {})}
         (tmp / 'state.json').write_text(json.dumps(state, indent=1, default=str))
-        if final.exists(): shutil.rmtree(final)
+        files = {f: {'bytes': (tmp / f).stat().st_size, 'sha256': _sha256(tmp / f)} for f in _CK_FILES}
+        (tmp / _MANIFEST).write_text(json.dumps({'run_id': run_id, 'step': _step(d), 'files': files}, indent=1))   # last: complete
+        if final.exists():                   # ours (a re-run of this step) is replaced; anything else is moved aside, never deleted
+            if (_manifest(final) or {}).get('run_id') == run_id: shutil.rmtree(final)
+            else: final.rename(final.with_name(f'{final.name}-displaced-{time.strftime("%Y%m%d-%H%M%S")}'))
         os.replace(tmp, final)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     if keep:
-        for old in sorted(run_dir.glob('checkpoint-*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
+        for old in _checkpoints(run_dir, run_id)[:-keep]:
+            if old != final: shutil.rmtree(old, ignore_errors=True)
     return final
 
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    "The newest complete checkpoint in `run_dir`, or None."
-    cks = sorted(Path(run_dir).glob('checkpoint-*'))
-    return cks[-1] if cks else None
+# %% ../nbs/12_train.ipynb #5b5483f9
+def _unsound_weights(d: Distiller, limit: float) -> str | None:
+    "None when every weight of the saved models is finite and at most `limit` in size (0: no limit); else what is wrong, and where."
+    worst, where = 0., None
+    for k, m in _modules(d).items():
+        named = [(n, p.detach()) for n, p in m.named_parameters() if p.is_floating_point() and p.numel()]
+        named = [(n, t.to_local() if hasattr(t, 'to_local') else t) for n, t in named]                 # FSDP: this rank's shard
+        if not named: continue
+        big = torch.stack([t.abs().max().float() if t.numel() else t.new_zeros((), dtype=torch.float32) for _, t in named]).cpu()
+        bad = (~torch.isfinite(big)).nonzero()
+        if len(bad): return f"{k}.{named[int(bad[0])][0]} holds non-finite values"
+        i = int(big.argmax())
+        if big[i] > worst: worst, where = float(big[i]), f'{k}.{named[i][0]}'
+    if limit and worst > limit: return f"{where} holds |w| = {worst:.3g} > weight_limit={limit:g} (the weights are exploding)"
+    return None
+
+def _sound_or_stop(d: Distiller, run_dir: Path, cfg: TrainConfig | None):
+    "Raise `NonFiniteLoss` naming the last sound checkpoint when the weights about to be saved are non-finite or exploding."
+    msg = _unsound_weights(d, cfg.weight_limit if cfg is not None else 1e4)
+    if _sharded(d.student):                                      # FSDP: each rank saw its shard; stop together
+        flag = torch.tensor([float(msg is not None)], device=d.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and msg is None: msg = "another process found non-finite or exploding weights"
+    if msg is None: return
+    prev = _checkpoints(run_dir, _run_id(run_dir))
+    raise NonFiniteLoss(f"step {_step(d)}: {msg}; no checkpoint written. " + (f"The last sound checkpoint is {prev[-1]}" if prev else
+                        "No checkpoint was written yet") + "; lower the learning rates (distill.lr_g, distill.lr_fake, distill.lr_d) or distill.w_adv")
+
+# %% ../nbs/12_train.ipynb #f39af2a7
+def latest_checkpoint(run_dir: str | os.PathLike, run_id: str | None = None) -> Path | None:
+    "The newest complete checkpoint of the run that owns `run_dir` (or of `run_id`), or None; other folders, however named, are ignored."
+    return next(reversed(_checkpoints(run_dir, run_id or _run_id(run_dir))), None)
+
+_VERIFIED = {}                                                  # checkpoint folder -> (mtime, size) of its files when last verified
+
+def _verified(path: Path) -> None:
+    "Verify checksums once per checkpoint (resume verifies before the models are built, load would again); warn on a checkpoint without any."
+    if not (path / _MANIFEST).exists() and all((path / f).exists() for f in _CK_FILES):
+        import warnings
+        warnings.warn(f"checkpoint {str(path)!r} has no checksums (written before they were recorded): loading it unverified"); return
+    stamp = lambda: tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in (path / n for n in (_MANIFEST, *_CK_FILES)))
+    key = str(path.resolve())
+    if _VERIFIED.get(key) == stamp(): return
+    verify_checkpoint(path); _VERIFIED[key] = stamp()
+
+def _safe_load(path: Path, f: str, **kw):
+    "`torch.load` of checkpoint file `f` with `weights_only=True`: tensors, numbers, strings and containers only, never code."
+    import pickle
+    try: return torch.load(path / f, weights_only=True, **kw)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {f} holds objects other than tensors and plain values; refused, since loading "
+                              f"it could run code ({str(e).splitlines()[0][:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {f} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+def _apply_hparams(d: Distiller) -> list[str]:
+    "Set every optimiser's learning rate and betas to this run's config (a loaded optimiser state carries the old ones); what changed."
+    want = {'g': ('lr_g', d.cfg.lr_g, 'betas', d.cfg.betas), 'fake': ('lr_fake', d.cfg.lr_fake, 'betas', d.cfg.betas),
+            'd': ('lr_d', d.cfg.lr_d, 'betas_d', d.cfg.betas_d), **({'rl': ('rl.lr', d.joint.cfg.lr, None, None)} if _joint(d) else {})}
+    changed = set()
+    for k, o in _optimizers(d).items():
+        if k not in want: continue                              # an optimiser this function does not know keeps its saved settings
+        lr_name, lr, b_name, betas = want[k]
+        for g in o.param_groups:
+            if 'lr' in g and g['lr'] != lr: changed.add(f"{lr_name} {g['lr']:g} -> {lr:g}"); g['lr'] = lr
+            if betas is not None and 'betas' in g and tuple(g['betas']) != tuple(betas):
+                changed.add(f"{b_name} {tuple(g['betas'])} -> {tuple(betas)}"); g['betas'] = tuple(betas)
+    return sorted(changed)
 
 def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
-    "Restore `d` from a checkpoint folder written by `save_checkpoint`; returns its `state.json`."
+    "Restore `d` from a checkpoint folder written by `save_checkpoint` (checksums verified, nothing unpickled but plain data); returns its `state.json`."
     from safetensors.torch import load_file
     path = Path(path)
-    missing = [f for f in ('models.safetensors', 'optimizers.pt', 'rng.pt', 'state.json') if not (path / f).exists()]
-    if missing: raise FileNotFoundError(f"checkpoint {str(path)!r} is incomplete or missing: no {missing}")
-    tensors, j = load_file(path / 'models.safetensors'), _joint(d)
+    missing = [f for f in _CK_FILES if not (path / f).exists()]
+    if missing: raise CheckpointError(f"checkpoint {str(path)!r} is incomplete or missing: no {missing}")
+    _verified(path)
+    try: tensors, j = load_file(path / 'models.safetensors'), _joint(d)
+    except Exception as e: raise CheckpointError(f"checkpoint {str(path)!r}: models.safetensors cannot be read ({type(e).__name__}: {e})") from None
     saved = sorted({n.split('.', 1)[0] for n in tensors})
     if j and 'rl_ref' not in saved: raise ValueError(f"checkpoint {str(path)!r} is a Stage 1 checkpoint: give it as init_from, not resume")
     try:
@@ -373,9 +601,10 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
         from flash_dmd.distill import ema_update
         ema_update(d.student_ema, d.student, 0.0)                           # the EMA starts from the loaded student
         print(f"checkpoint {str(path)!r} holds no student EMA: starting it from its student", file=sys.stderr)
-    opts = torch.load(path / 'optimizers.pt', map_location=d.device, weights_only=False)
+    opts = _safe_load(path, 'optimizers.pt', map_location=d.device)
     for k, o in _optimizers(d).items():
         m = _modules(d)[_OPT_OF[k]]
+        if k not in opts: raise ValueError(f"checkpoint {str(path)!r} holds no optimiser state for {k!r} (it has {sorted(opts)}): was it written with another method?")
         if _sharded(m) != ('fsdp_full' in opts[k]):
             raise ValueError(f"checkpoint {str(path)!r} was written with{'' if 'fsdp_full' in opts[k] else 'out'} FSDP sharding: resume it "
                              f"with sharding={'fsdp' if 'fsdp_full' in opts[k] else 'none'} on several processes")
@@ -383,13 +612,15 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
             from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
             set_optimizer_state_dict(m, o, optim_state_dict=opts[k]['fsdp_full'], options=StateDictOptions(full_state_dict=True))
         else: o.load_state_dict(opts[k])
-    rng = torch.load(path / 'rng.pt', weights_only=False)
+    rng = _safe_load(path, 'rng.pt')
     d.gen.set_state(rng['gen']); torch.set_rng_state(rng['torch'])
     state = json.loads((path / 'state.json').read_text())
     if j: j.gen.set_state(rng['rl_gen']); j.cycles, j.rl_updates = state['rl_cycles'], state['rl_updates']
     d.it, d.gen_updates, d.critic_updates, d.train_seconds = state['step'], state['generator_updates'], state['critic_updates'], state['train_seconds']
     d.passes.forward.update(state['passes_forward']); d.passes.backward.update(state['passes_backward'])
-    return state
+    changed = _apply_hparams(d)
+    if changed and d.rank == 0: print(f"resume: this run's optimiser settings replace the saved ones: {', '.join(changed)}", file=sys.stderr)
+    return {**state, 'applied': changed}
 
 # %% ../nbs/12_train.ipynb #0e8956b1
 def _import_attr(spec: str):
@@ -543,7 +774,7 @@ class _Loggers:
         self.jsonl = open(out / 'metrics.jsonl', 'a') if out is not None else None
 
     def scalars(self, rec: dict, step: int):
-        if self.jsonl is not None: self.jsonl.write(json.dumps(rec) + '\n'); self.jsonl.flush()
+        if self.jsonl is not None: self.jsonl.write(json.dumps({**rec, 'step': step}) + '\n'); self.jsonl.flush()   # step: resume drops later rows
         if self.tb is not None:
             for k, v in rec.items(): self.tb.add_scalar(k, v, step)
         if self.wandb is not None: self.wandb.log(rec, step=step)
@@ -585,8 +816,8 @@ def _export(d: Distiller, cfg: TrainConfig, out: Path, main: bool, sharded: bool
 class NonFiniteLoss(RuntimeError):
     "Training stopped on a NaN or infinite loss; the message names it, and the last good checkpoint is kept."
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    "Run (or resume) a distillation described by `cfg`; returns a summary. Writes config, metrics and checkpoints to `output_dir`."
+def _train(cfg: TrainConfig, progress: bool = True) -> dict:
+    "The loop of `train`, once the run folder is locked and owned and `resume` is a verified checkpoint (or None)."
     import yaml
     world, rank = int(os.environ.get('WORLD_SIZE', '1')), int(os.environ.get('RANK', '0'))
     started_pg = False
@@ -642,3 +873,120 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             torch.distributed.barrier(); torch.distributed.destroy_process_group()
     return {'steps': _step(d), 'exported': exported, 'checkpoint': str(last_ck) if last_ck else None, 'resumed_from': resumed, 'cost': d.cost(),
             'distiller': d}
+
+# %% ../nbs/12_train.ipynb #b1e0f584
+def _what_it_holds(out: Path) -> str | None:
+    "What of a run `out` holds that a fresh run must not overwrite: a short description, or None (nothing, or only a `run.json` of a run that never logged)."
+    if not out.is_dir(): return None
+    cks = _checkpoints(out, _run_id(out))
+    old = [p.name for p in sorted(out.iterdir()) if _CK_NAME.fullmatch(p.name) and _manifest(p) is None and (p / 'state.json').exists()]
+    rows = (out / 'metrics.jsonl').exists() and (out / 'metrics.jsonl').stat().st_size > 0
+    parts = ([f"{len(cks)} checkpoint(s), the newest {cks[-1].name}"] if cks else []) + \
+            ([f"checkpoints without checksums ({', '.join(old[-2:])}; resume one by its path: resume={out / old[-1]})"] if old else []) + \
+            (['metrics.jsonl'] if rows else [])
+    return ', '.join(parts) or None
+
+def _clear_run(out: Path):
+    "`overwrite=true`: delete what the previous run of `out` wrote (its checkpoints, logs, validation images); nothing else."
+    rid = _run_id(out)
+    doomed = [p for p in out.iterdir() if _CK_NAME.fullmatch(p.name) and p.is_dir() and
+              (rid is None or (_manifest(p) or {}).get('run_id') == rid if _manifest(p) is not None else (p / 'state.json').exists())]
+    doomed += [out / n for n in ('metrics.jsonl', 'config.yaml', 'run.json', 'tb')] + list(out.glob('val-*.png'))
+    for p in doomed:
+        if p.is_dir(): shutil.rmtree(p)
+        elif p.exists(): p.unlink()
+    print(f"overwrite=true: replaced the previous run in {str(out)!r}", file=sys.stderr)
+
+def _claim(out: Path, cfg: TrainConfig, ck: Path | None) -> str:
+    "The id this run writes under in `out`: the folder's own run when resuming it; a new run in a folder that holds none. Another run: refuse."
+    mine, ck_id = _run_id(out), (_manifest(ck) or {}).get('run_id') if ck is not None else None
+    if mine and (cfg.resume == 'latest' or (ck is not None and ck_id == mine)): return mine
+    if ck is not None and ck.resolve().parent == out.resolve() and mine is None: return _new_run(out, ck_id)   # its own checkpoint
+    held = _what_it_holds(out)
+    if held and not cfg.overwrite:
+        how = ("it has no checkpoint resume=latest can use" if cfg.resume == 'latest' else "continue it with resume=latest")
+        raise RunFolderError(f"output_dir {str(out)!r} holds a run ({held}): {how}; choose another output_dir, or set overwrite=true "
+                             "to replace it")
+    if held: _clear_run(out)
+    return _new_run(out, ck_id)
+
+def _clean_orphans(out: Path):
+    "Remove `.tmp-checkpoint-*` folders: half-written checkpoints of a killed run (the folder lock says no one is writing one now)."
+    for p in out.glob('.tmp-checkpoint-*'):
+        shutil.rmtree(p, ignore_errors=True); print(f"removed {p.name}, a checkpoint a killed run had not finished", file=sys.stderr)
+
+def _row_step(row: dict) -> int | None:
+    "The step a metrics row was logged at (`step`; older rows: the iteration or cycle it reports, plus one)."
+    if 'step' in row: return row['step']
+    for k in ('cycle', 'it'):
+        if isinstance(row.get(k), int): return row[k] + 1
+    return None
+
+def _trim_metrics(out: Path, step: int):
+    "Drop the rows of `metrics.jsonl` logged after `step` (a resumed run logs those steps again) and a half-written last line."
+    p = out / 'metrics.jsonl'
+    if not p.exists(): return
+    lines, keep = p.read_text().splitlines(keepends=True), []
+    for line in lines:
+        try: s = _row_step(json.loads(line))
+        except ValueError: continue
+        if line.endswith('\n') and (s is None or s <= step): keep.append(line)
+    if len(keep) < len(lines):
+        tmp = p.with_suffix('.jsonl.tmp'); tmp.write_text(''.join(keep)); os.replace(tmp, p)
+
+# %% ../nbs/12_train.ipynb #9b168524
+def _resume_point(out: Path, cfg: TrainConfig, main: bool = True) -> Path | None:
+    "The checkpoint to resume: `resume` verified; for 'latest' this run's newest sound one (a bad newest is named, the previous used)."
+    if not cfg.resume: return None
+    if cfg.resume != 'latest':
+        ck = Path(cfg.resume)
+        missing = [f for f in _CK_FILES if not (ck / f).exists()]
+        if missing: raise CheckpointError(f"resume={cfg.resume!r}: checkpoint {str(ck)!r} is incomplete or missing: no {missing}")
+        _verified(ck); return ck
+    cks = _checkpoints(out, _run_id(out))
+    for ck in reversed(cks):
+        try: _verified(ck); return ck
+        except CheckpointError as e:
+            if main: print(f"resume=latest: {e}; trying the previous checkpoint", file=sys.stderr)
+    if cks: raise CheckpointError(f"resume=latest: none of the {len(cks)} checkpoints in {str(out)!r} is sound (see above)")
+    if main: print(f"resume=latest: no checkpoint in {out}, starting fresh", file=sys.stderr)
+    return None
+
+def _check_same_run(ck: Path, cfg: TrainConfig):
+    "Refuse to resume `ck` under a config that changes what the run is: the method (its models) or the global batch (its cost)."
+    try: saved = json.loads((ck / 'state.json').read_text()).get('config') or {}
+    except (OSError, ValueError) as e: raise CheckpointError(f"checkpoint {str(ck)!r}: state.json cannot be read ({e})") from None
+    if not saved or saved.get('stage', 1) != cfg.stage: return        # a Stage 1 checkpoint given to Stage 2 is load_checkpoint's to name
+    def batch(c, sub, make, name):
+        try: return (c.get(sub) or {}).get('batch', make(name).batch)
+        except KeyError: return None
+    from flash_dmd.rl import rl_preset
+    pairs = [('method', saved.get('method'), cfg.method),
+             ('distill.batch', batch(saved, 'distill', preset, saved.get('method')), cfg.distill_config().batch)]
+    if cfg.stage == 2: pairs += [('rl_method', saved.get('rl_method'), cfg.rl_method),
+                                 ('rl.batch', batch(saved, 'rl', rl_preset, saved.get('rl_method')), rl_preset(cfg.rl_method, **cfg.rl).batch)]
+    bad = [f"{k} {a!r} -> {b!r}" for k, a, b in pairs if a is not None and a != b]
+    if bad: raise RunFolderError(f"resume: checkpoint {str(ck)!r} was written with other settings ({'; '.join(bad)}): a changed method drops or "
+                                 "lacks models, a changed batch makes the cost wrong. Resume with the original values, or start a new run "
+                                 "in another output_dir (init_from continues a Stage 1 run in Stage 2)")
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    "Run (or resume) a distillation described by `cfg` in `output_dir`, which this run owns and locks while it runs; returns a summary."
+    from contextlib import nullcontext
+    main, out = int(os.environ.get('RANK', '0')) == 0, Path(cfg.output_dir)
+    if cfg.resume and cfg.resume != 'latest': _resume_point(out, cfg, main)      # a bad checkpoint path: say so before writing anything
+    if cfg.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device!r}, but torch sees no CUDA device here (device=auto uses one when there is one)")
+    if main: out.mkdir(parents=True, exist_ok=True)
+    with _FolderLock(out) if main else nullcontext():
+        if main: _clean_orphans(out)
+        ck = _resume_point(out, cfg, main)                                         # under the lock: no run prunes while we choose
+        if ck is not None: _check_same_run(ck, cfg)
+        if cfg.stage == 2 and ck is None:                                          # Stage 2 starts from init_from: check it first
+            if not cfg.init_from: raise ValueError("stage 2 continues a Stage 1 run: set init_from to its checkpoint or run folder")
+            _checkpoint_of(cfg.init_from)
+        if main:
+            _claim(out, cfg, ck)
+            state = json.loads((ck / 'state.json').read_text()) if ck is not None else {}
+            _trim_metrics(out, state.get('rl_cycles', state.get('step', 0)))   # the step the run goes on from
+        return _train(replace(cfg, resume=str(ck) if ck is not None else None, overwrite=False), progress)

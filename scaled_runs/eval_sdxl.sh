@@ -31,7 +31,7 @@
 # not yet been run with the real models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${FLASH_DMD_BIN:-.venv/bin}
+. scaled_runs/_bin.sh                # BIN: $FLASH_DMD_BIN, else .venv/bin, else the flash-dmd on PATH
 TEACHER=${TEACHER:-stabilityai/stable-diffusion-xl-base-1.0}
 STUDENT=${STUDENT:?set STUDENT to the exported student folder (flash-dmd train ... export=true)}
 PROMPTS=${PROMPTS:?set PROMPTS to a .txt or .jsonl file of COCO-10k captions (see the comments at the top of this script)}

@@ -7,7 +7,7 @@
 #   ACCELERATE_ARGS="--num_machines 2 --num_processes 16 --machine_rank 0 --main_process_ip host0" ACCELERATE_CONFIG=... multi-node
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${FLASH_DMD_BIN:-.venv/bin}
+. scaled_runs/_bin.sh                # BIN: $FLASH_DMD_BIN, else .venv/bin, else the flash-dmd on PATH
 NPROC=${NPROC:-1}
 CONFIG=$1; shift
 if [ -n "${ACCELERATE_CONFIG:-}" ]; then

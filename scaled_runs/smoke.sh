@@ -4,7 +4,7 @@
 # Usage: scaled_runs/smoke.sh [output_dir]     (about a minute on a laptop CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${FLASH_DMD_BIN:-.venv/bin}
+. scaled_runs/_bin.sh                # BIN: $FLASH_DMD_BIN, else .venv/bin, else the flash-dmd on PATH
 OUT=${1:-runs/smoke}
 rm -rf "$OUT"
 export HF_HUB_OFFLINE=1

@@ -27,16 +27,20 @@ def test_demo_distils_and_writes_figure_and_metrics(tmp_path):
     dg = json.loads((out / 'digits.json').read_text())                 # then the digits: references, curve, final metrics
     assert dg['iterations'] == 8 and dg['curve'][-1]['iterations'] == 8 and dg['cost']['generator_updates'] == 8
     assert dg['references']['teacher_50_steps']['fd'] < dg['references']['student_at_init']['fd']
-    assert (out / 'digits.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and 'digits: flash student' in r.stdout
+    assert (out / 'digits.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and 'digits: flash-stable student' in r.stdout
+    assert isinstance(dg['beats_teacher_4_steps'], bool) and dg['student_over_teacher_50_fd'] > 0 and 'raw_fd' in dg['student']
     m = json.loads((out / 'metrics.json').read_text())
-    assert m['method'] == 'flash' and m['distill_config']['split'] is True and m['teacher_config']['steps'] == 400
-    assert m['cost']['generator_updates'] == 40 and m['cost']['batch_x_gen_iters'] == 40 * m['distill_config']['batch']
+    # the demo runs the recommended preset and reports its EMA student, with the raw one and the ratio to the teacher beside it
+    assert m['method'] == 'flash-stable' and m['distill_config']['split'] is True and m['teacher_config']['steps'] == 400
+    assert m['distill_config']['student_ema'] is not None and m['student'] != m['student_raw']
+    assert m['student_over_teacher_50_swd'] == m['student']['swd'] / m['teacher']['teacher_50_steps']['swd']
+    assert m['cost']['generator_updates'] == 40 and m['cost']['batch_x_iters'] == 40 * m['distill_config']['batch']
     for block in (m['student'], m['student_at_init'], *m['teacher'].values()):
         assert all(isinstance(block[k], float) and block[k] == block[k] for k in ('swd', 'energy', 'precision', 'recall', 'mode_precision', 'coverage'))
     assert m['teacher']['teacher_50_steps']['swd'] < m['teacher']['teacher_4_steps']['swd']
     assert [c['iterations'] for c in m['curve']][0] == 0 and m['curve'][-1]['iterations'] == 40
     assert (out / 'demo.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert 'wrote' in r.stdout and 'student' in r.stdout
+    assert 'wrote' in r.stdout and 'student' in r.stdout and "x the 50-step teacher's" in r.stdout
 
 def test_distill_with_method_and_overrides(tmp_path):
     r = run('distill', '--method', 'dmd2', '--iters', '10', '--teacher-steps', '100', '--n-eval', '300',

@@ -158,9 +158,7 @@ def with_cfg(model: Denoiser, w: float, null_cond: Callable[[object], object]) -
     def guided(x_t, t, c): return cfg(model(x_t, t, null_cond(c)), model(x_t, t, c), w)
     return guided
 
-# %% ../nbs/00_schedules.ipynb #bc353b8d
-STUDENT_TIMESTEPS = (999, 749, 499, 249)  # DMD2's and Flash-DMD's 4-step schedule
-
+# %% ../nbs/00_schedules.ipynb #ec3b3f8a
 class sharded:
     """Context for data-parallel runs: batch-shaped random draws made through `randn_like` and `sample_timesteps` with a
     generator are drawn for all `world` ranks and this `rank`'s slice is returned. With every rank's generator in the same
@@ -184,6 +182,9 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None, dim: i
     shape = list(x.shape); n = shape[dim]; shape[dim] = n * world
     full = torch.randn(shape, generator=generator, dtype=x.dtype, device=generator.device)
     return (full if world == 1 else full.narrow(dim, rank * n, n)).to(x.device)
+
+# %% ../nbs/00_schedules.ipynb #bc353b8d
+STUDENT_TIMESTEPS = (999, 749, 499, 249)  # DMD2's and Flash-DMD's 4-step schedule
 
 def _tvec(t, x: torch.Tensor) -> torch.Tensor:
     "Timestep value `t` repeated for each sample of `x`, as a float tensor on `x`'s device."

@@ -1,0 +1,81 @@
+"""The repository must stand on its own: no notebook, module, config, script, benchmark or README may point a reader
+at files that live outside it (briefing notes, a sibling `shared/` folder, a machine's absolute paths). A fact is
+stated where it is used, with its evidence: a number and how it was measured, or a paper and its section."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SELF = Path(__file__).resolve()
+TEXT_SUFFIXES = {'.ipynb', '.py', '.md', '.yaml', '.yml', '.sh', '.ini', '.toml', '.cfg', '.txt', '.json', ''}
+
+# Each pattern names a place outside the repository. They are anchored so that ordinary text does not match:
+# `README.md`, a repo path such as `docs/reference/api`, or "the paper, §3.3" are fine.
+NOTE_NAMES = ('method', 'DESIGN', 'environment', 'anchors')
+PATTERNS = {
+    'briefing note': re.compile(r'(?<![\w/.-])(' + '|'.join(NOTE_NAMES) + r')\.md\b'),
+    'sibling shared folder': re.compile(r'\.\./+shared\b|(?<![\w.-])shared/reference\b'),
+    'bare reference/ folder': re.compile(r'(?<![\w./-])reference/[\w.-]+\.(?:md|txt|pdf|json|ya?ml)\b'),
+    'section 10 of a briefing note': re.compile(r'§\s?10(?![\d.])'),
+    'absolute path of a work machine': re.compile(r'(?<![\w.])/(?:work|tmp/bash_jobs)[\w.$-]*/'),
+}
+
+
+def _repo_files() -> list[Path]:
+    try:
+        out = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT, capture_output=True, check=True).stdout
+        files = [ROOT / f for f in out.decode().split('\0') if f]
+    except (OSError, subprocess.CalledProcessError):           # not a git checkout: walk the usual folders
+        files = [p for d in ('nbs', 'flash_dmd', 'tests', 'benchmarks', 'scaled_runs', '.ci') for p in (ROOT / d).rglob('*')]
+        files += [ROOT / f for f in ('README.md', 'settings.ini', 'setup.py', 'Makefile')]
+    return [f for f in files if f.is_file() and f.resolve() != SELF and f.suffix in TEXT_SUFFIXES]
+
+
+def _lines(path: Path):
+    "(where, line) pairs: a notebook's cell sources and text outputs, any other file's lines."
+    try: text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError: return
+    if path.suffix != '.ipynb':
+        for i, line in enumerate(text.splitlines(), 1): yield f'{path.relative_to(ROOT)}:{i}', line
+        return
+    for k, cell in enumerate(json.loads(text)['cells']):
+        chunks = [''.join(cell.get('source', []))]
+        for o in cell.get('outputs', []):
+            chunks.append(''.join(o.get('text', [])))
+            chunks.append(''.join(o.get('data', {}).get('text/plain', [])))
+        for line in '\n'.join(chunks).splitlines(): yield f'{path.relative_to(ROOT)} cell {k}', line
+
+
+_REPO_NAMES: set[str] = set()
+def _exists_in_repo(name: str) -> bool:
+    if not _REPO_NAMES: _REPO_NAMES.update(p.name for p in _repo_files())
+    return name in _REPO_NAMES
+
+
+def offences(where: str, line: str) -> list[str]:
+    found = []
+    for what, pat in PATTERNS.items():
+        for m in pat.finditer(line):
+            if what == 'briefing note' and _exists_in_repo(m.group(0)): continue   # a file the repo does hold
+            found.append(f'{where}: {what} {m.group(0)!r} in: {line.strip()[:160]}')
+    return found
+
+
+def test_patterns_are_precise():
+    bad = ['see method.md §10', '(`reference/method.md` §1.7)', '# recipe (../shared/reference/method.md §3)',
+           'see `reference/environment.md`', 'DESIGN.md §3', 'anchors.md', 'as §10 records', '/work/main/.venv/bin/python']
+    good = ['see README.md', 'the paper, §3.3', 'DMD2 (arXiv 2405.14867)', 'docs/reference/api.html',
+            'a reference/teacher pair', 'the §1.0 preliminaries', '§100', 'nbs/index.ipynb', 'x / work / 2',
+            'environment variables', 'the method. md']
+    for s in bad: assert offences('example', s), s
+    for s in good: assert not offences('example', s), s
+
+
+def test_no_paths_outside_the_repository():
+    files = _repo_files()
+    assert any(f.suffix == '.ipynb' for f in files) and any(f.name == 'README.md' for f in files)
+    found = [o for f in files for where, line in _lines(f) for o in offences(where, line)]
+    if found: pytest.fail('state the fact and its evidence instead of pointing outside the repository:\n' + '\n'.join(found))

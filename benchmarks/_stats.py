@@ -13,3 +13,28 @@ def std(xs):
     if len(xs) < 2: return 0.0 if xs else None
     m = sum(xs) / len(xs)
     return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
+
+import json
+from pathlib import Path
+RESULTS = Path(__file__).resolve().parent / 'results'      # benchmarks/results, wherever a script is started from
+
+def run_jobs(fn, jobs: list, workers: int, partial: Path, key=lambda j: json.dumps(j, sort_keys=True, default=str)) -> list:
+    """Run `fn(job)` for every job in `workers` processes, printing each as it finishes. Each result is appended to the
+    JSONL file `partial` at once, so a crash or a kill loses nothing: a rerun skips the jobs already there."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    partial = Path(partial); partial.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            try: rec = json.loads(line); done[rec['job_key']] = rec['result']
+            except (json.JSONDecodeError, KeyError): pass
+    todo = [j for j in jobs if key(j) not in done]
+    if done: print(f"{len(done)} of {len(jobs)} jobs already in {partial}: running the other {len(todo)}", flush=True)
+    with ProcessPoolExecutor(workers) as ex, open(partial, 'a') as f:
+        futs = {ex.submit(fn, j): j for j in todo}
+        for i, fut in enumerate(as_completed(futs), 1):
+            j, r = futs[fut], fut.result()
+            done[key(j)] = r
+            f.write(json.dumps({'job_key': key(j), 'result': r}, default=float) + '\n'); f.flush()
+            print(f"[{i}/{len(todo)}] done: " + ', '.join(f'{k}={j[k]}' for k in ('method', 'variant', 'scale', 'dataset', 'seed') if k in j), flush=True)
+    return [done[key(j)] for j in jobs]

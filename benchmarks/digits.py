@@ -22,7 +22,7 @@ import argparse, json, os, platform, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import mean as _mean, std as _std, RESULTS, run_jobs   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations); DMD2 runs twice as long, to its plateau
@@ -190,8 +190,9 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny run (under a minute) that checks the pipeline and the file shape')
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
     p.add_argument('--workers', type=int, default=2, help='parallel runs, one thread each')
+    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
     a = p.parse_args(argv)
-    out = Path(a.out or ('benchmarks/results/quick' if a.quick else 'benchmarks/results'))
+    out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS))   # from the repository root, wherever it runs
     out.mkdir(parents=True, exist_ok=True)
     if a.quick: seeds, scale, every, n_eval, cycles, s2_every = (0,), 0.012, 3, 200, 2, 1
     else: seeds, scale, every, n_eval, cycles, s2_every = SEEDS, 1.0, EVAL_EVERY, N_EVAL, CYCLES, STAGE2_EVAL_EVERY
@@ -210,14 +211,8 @@ def main(argv=None):
                  stage2=(m == STAGE2_FROM), cycles=cycles, stage2_eval_every=s2_every)
             for s in seeds for m, (pre, ov, it) in METHODS.items()]
     jobs.sort(key=lambda j: (not j['stage2'], -j['iters']))                          # longest first: better packing
-    runs = []
-    with ProcessPoolExecutor(a.workers) as ex:
-        for i, r in enumerate(ex.map(_run, jobs), 1):
-            runs.append(r)
-            last = r['curve'][-1] if r['curve'] else {}
-            print(f"[{i}/{len(jobs)}] {r['method']:14s} seed {r['seed']}: "
-                  + (f"fd {last['fd']:.2f} (best {min(c['fd'] for c in r['curve']):.2f}) saturation {last['saturation']:.3f} ({r['wall_seconds']:.0f}s)"
-                     if last else f"DIVERGED: {r['error']}"), flush=True)
+    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / 'digits.partial.jsonl')
+    runs = run_jobs(_run, jobs, a.workers, out / 'digits.partial.jsonl')
     methods = list(METHODS)
     summary = summarise(runs, methods)
     targets = digits_targets(summary, refs, RECOMMENDED)
@@ -245,6 +240,7 @@ def main(argv=None):
         'runs': runs,
     }
     (out / 'digits.json').write_text(json.dumps(result, indent=1, default=float))
+    (out / 'digits.partial.jsonl').unlink(missing_ok=True)              # every run is in the JSON now
     print('targets:', json.dumps(targets, default=float))
     print(f"wrote {out / 'digits.json'} and {out / 'digits.png'} in {time.time() - t0:.0f}s")
     fmt = lambda d: f"{d['mean']:.3f}±{d['std']:.3f}" if d.get('mean') is not None else 'n/a'

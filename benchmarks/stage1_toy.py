@@ -19,13 +19,13 @@ import argparse, json, math, os, platform, sys, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import mean as _mean, std as _std, RESULTS, run_jobs   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, iterations of the full run); the DMD2 family runs longer to reach its plateau
-    'dmd': ('dmd', 1500), 'dmd2': ('dmd2', 3000), 'dmd2-final': ('dmd2-final', 2000), 'dmd2+A': ('dmd2+A', 2000),
-    'dmd2+B': ('dmd2+B', 1500), 'flash': ('flash', 1500), 'flash-noema': ('flash-noema', 1500), RECOMMENDED: (RECOMMENDED, 1500)}
-DATASETS, SEEDS, EVAL_EVERY_GEN = ('grid25', 'circle8', 'moons'), (0, 1, 2), 100
+    'dmd': ('dmd', 1500), 'dmd2': ('dmd2', 3000), 'dmd2+A': ('dmd2+A', 2000),
+    'dmd2+B': ('dmd2+B', 1500), 'flash': ('flash', 1500), RECOMMENDED: (RECOMMENDED, 1500)}
+DATASETS, SEEDS, EVAL_EVERY_GEN = ('grid25', 'circle8', 'moons'), (0, 1), 100
 METRICS = ('swd', 'energy', 'precision', 'recall', 'mode_precision', 'coverage')
 COST_UNITS = ('batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds')   # the paper's unit first
 TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
@@ -178,17 +178,18 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny run (under 2 minutes) that checks the pipeline and the file shape')
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
     p.add_argument('--workers', type=int, default=2, help='parallel runs, one thread each')
+    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
     p.add_argument('--resummarise', action='store_true',
                    help='recompute summary, ratios and figures from the runs stored in an existing JSON (no training)')
     a = p.parse_args(argv)
-    out = Path(a.out or ('benchmarks/results/quick' if a.quick else 'benchmarks/results'))
+    out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS))   # from the repository root, wherever it runs
     if a.resummarise:
         res = json.loads((out / 'stage1_toy.json').read_text())
         return finish(res, out)
     out.mkdir(parents=True, exist_ok=True)
     if a.quick:
         datasets, seeds, teacher, n_eval = ('grid25',), (0,), dict(steps=300), 500
-        methods = {m: (pre, 8 * (5 if m in ('dmd2', 'dmd2-final', 'dmd2+A') else 2 if m == 'dmd2+B' else 1)) for m, (pre, _) in METHODS.items()}
+        methods = {m: (pre, 8 * (5 if m in ('dmd2', 'dmd2+A') else 2 if m == 'dmd2+B' else 1)) for m, (pre, _) in METHODS.items()}
     else:
         datasets, seeds, teacher, methods, n_eval = DATASETS, SEEDS, {}, METHODS, 1000
     t0 = time.time()
@@ -197,14 +198,8 @@ def main(argv=None):
     jobs = [dict(method=m, preset=pre, iters=it, dataset=ds, seed=s, teacher=teacher_cfgs[ds], quick=a.quick, n_eval=n_eval)
             for ds in datasets for s in seeds for m, (pre, it) in methods.items()]
     jobs.sort(key=lambda j: -j['iters'])                                            # longest first: better packing
-    runs = []
-    with ProcessPoolExecutor(a.workers) as ex:
-        for i, r in enumerate(ex.map(_run, jobs), 1):
-            runs.append(r)
-            last = r['curve'][-1] if r['curve'] else {}
-            print(f"[{i}/{len(jobs)}] {r['method']:12s} {r['dataset']:8s} seed {r['seed']}: "
-                  + (f"swd {last['swd']:.3f} (raw {last.get('raw_swd', float('nan')):.3f}) ({last['train_seconds']:.0f}s)" if last else f"DIVERGED: {r['error']}"),
-                  flush=True)
+    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / 'stage1_toy.partial.jsonl')
+    runs = run_jobs(_run, jobs, a.workers, out / 'stage1_toy.partial.jsonl')
     import torch
     from dataclasses import asdict
     from flash_dmd.distill import preset
@@ -227,6 +222,7 @@ def finish(res: dict, out: Path) -> dict:
     res['targets'] = targets(res['by_dataset'], res['teacher_references'], RECOMMENDED) if RECOMMENDED in methods else None
     res['health_examples'] = health_examples(runs, datasets[0], [m for m in methods if m.startswith('flash')])
     (out / 'stage1_toy.json').write_text(json.dumps(res, indent=1, default=float))
+    (out / 'stage1_toy.partial.jsonl').unlink(missing_ok=True)          # every run is in the JSON now
     plot(runs, res['teacher_references'], datasets, methods, out / 'stage1_toy.png')
     if res['health_examples']: plot_health(res['health_examples'], out / 'stage1_toy_health.png')
     print(f"wrote {out / 'stage1_toy.json'} and its figures")

@@ -15,7 +15,7 @@ import argparse, json, os, platform, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import mean as _mean, std as _std, RESULTS   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 DATASET, SEEDS, STAGE1_ITERS, CYCLES, EVAL_EVERY = 'grid25', (0, 1, 2, 3, 4), 1500, 200, 25
 # name -> (RL preset, RL:DM ratio, extra); a cycle is `ratio` RL updates then one distillation iteration
@@ -142,7 +142,7 @@ def main(argv=None):
     p.add_argument('--out', default=None)
     p.add_argument('--workers', type=int, default=2)
     a = p.parse_args(argv)
-    out = Path(a.out or ('benchmarks/results/quick' if a.quick else 'benchmarks/results')); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)   # results/ beside this script, wherever it runs
     if a.quick: seeds, base = (0,), dict(teacher={'steps': 300}, stage1_iters=30, cycles=8, eval_every=4, lrm_steps=100, n_eval=500)
     else: seeds, base = SEEDS, dict(teacher={}, stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, lrm_steps=800, n_eval=1500)
     t0 = time.time()

@@ -14,7 +14,7 @@ def run_quick(name: str, out: Path) -> dict:
 
 def test_stage1_quick_writes_json_and_png(tmp_path):
     res = run_quick('stage1_toy', tmp_path)
-    methods = {'dmd', 'dmd2', 'dmd2-final', 'dmd2+A', 'dmd2+B', 'flash', 'flash-noema', 'flash-stable'}
+    methods = {'dmd', 'dmd2', 'dmd2+A', 'dmd2+B', 'flash', 'flash-stable'}
     assert set(res['config']['methods']) == methods and res['config']['recommended'] == 'flash-stable'
     d = res['by_dataset']['grid25']
     for m, s in d['methods'].items():
@@ -85,9 +85,9 @@ def test_memory_plan_counts_sdxl_exactly(tmp_path):
 def test_stabilisers_quick(tmp_path):
     "The stabiliser ablation on digits and the toy grid: one run per variant and scale, its summary, verdict and picture."
     res = run_quick('stabilisers', tmp_path)
-    for scale in ('digits', 'grid25'):
+    for scale in ('digits',):
         S = res['summary'][scale]
-        assert {'flash', 'r1=1', 'lr warm-up + cosine', 'w_adv=0.01', 'betas_d=(0, 0.99)', 'no student EMA'} <= set(S)
+        assert {'flash', 'r1=1', 'lr warm-up + cosine', 'w_adv=0.01', 'no student EMA'} <= set(S)
         assert all(s['n_seeds'] == 1 and s['drift']['mean'] >= 0 for s in S.values())
         assert res['verdict'][scale]['lowest_final'] in S
     cos = next(r for r in res['runs'] if r['variant'] == 'lr warm-up + cosine')

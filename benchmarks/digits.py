@@ -26,8 +26,7 @@ from _stats import mean as _mean, std as _std, RESULTS, run_jobs   # benchmarks/
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations); DMD2 runs twice as long, to its plateau
-    'dmd2': ('dmd2', {}, 1000), 'dmd2+A': ('dmd2+A', {}, 1000), 'flash': ('flash', {}, 500),
-    'flash-nosplit': ('flash', {'split': False}, 500), RECOMMENDED: (RECOMMENDED, {}, 500)}
+    'dmd2': ('dmd2', {}, 1000), 'flash': ('flash', {}, 500), RECOMMENDED: (RECOMMENDED, {}, 500)}   # split=False: stabilisers.py
 SEEDS, EVAL_EVERY, N_EVAL = (0, 1, 2), 50, 1000
 TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
 STAGE2_FROM = RECOMMENDED

@@ -60,15 +60,20 @@ def summarise(runs: list, scale: str, key: str) -> dict:
         if 'saturation' in rs[0]['curve'][-1]: out[v]['final_saturation'] = ms([r['curve'][-1]['saturation'] for r in rs])
     return out
 
+NOT_A_RECIPE = ('split=False', 'no student EMA')    # measured for the lesson; a Flash-DMD recipe keeps the split and the EMA
+
 def verdict(summary: dict) -> dict:
-    "Per scale: variants whose final value beats flash's by more than both seed spreads, and the variant with the lowest final value."
+    """Per scale: variants whose final value beats flash's by more than both seed spreads, the lowest final value, the least
+    drift, and `recommended`: the stabiliser (not in NOT_A_RECIPE) with the lowest mean final value, or 'flash' if none beats it."""
     out = {}
     for scale, S in summary.items():
         base = S['flash']
         ok = {v: s for v, s in S.items() if s.get('n_seeds') and not s['n_diverged']}
         better = [v for v, s in ok.items() if v != 'flash' and s['final']['mean'] + s['final']['std'] < base['final']['mean'] - base['final']['std']]
+        cands = {v: s for v, s in ok.items() if v not in NOT_A_RECIPE}
         out[scale] = {'clearly_better_than_flash': better, 'lowest_final': min(ok, key=lambda v: ok[v]['final']['mean']),
-                      'least_drift': min(ok, key=lambda v: ok[v]['drift']['mean'])}
+                      'least_drift': min(ok, key=lambda v: ok[v]['drift']['mean']),
+                      'recommended': min(cands, key=lambda v: cands[v]['final']['mean'])}
     return out
 
 def plot(runs: list, path: Path):
@@ -90,7 +95,13 @@ def plot(runs: list, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true'); p.add_argument('--out', default=None); p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--resummarise', action='store_true', help='recompute summary, verdict and figure from the stored runs')
     a = p.parse_args(argv)
+    if a.resummarise:
+        path = Path(a.out or RESULTS) / 'stabilisers.json'; res = json.loads(path.read_text())
+        res['summary'] = {sc: summarise(res['runs'], sc, c['key']) for sc, c in res['config']['scales'].items()}
+        res['verdict'] = verdict(res['summary']); path.write_text(json.dumps(res, indent=1)); plot(res['runs'], path.with_suffix('.png'))
+        return print('verdict:', res['verdict'])
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)   # results/ beside this script, wherever it runs
     scales = {s: (dict(c, iters=4, every=2, n_eval=100) if a.quick else c) for s, c in SCALES.items()}
     seeds = (0,) if a.quick else SEEDS

@@ -30,7 +30,8 @@ METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations
 SEEDS, EVAL_EVERY, N_EVAL = (0, 1, 2), 50, 1000
 TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
 STAGE2_FROM = RECOMMENDED
-_, STAGE2_VARIANTS, CYCLES, RL_LR, STAGE2_EVAL_EVERY = 'flash-nosplit', ('distill-only', 'pure-rl', 'flash+rl'), 60, 1e-4, 20
+STAGE2_VARIANTS, CYCLES, RL_LR, STAGE2_EVAL_EVERY = ('distill-only', 'pure-rl', 'flash+rl'), 60, 1e-4, 20
+RL_BETA = 6400.   # DPO beta on the per-dimension log-ratio: 8x8 digits have 64 numbers, so this is the old 100 on the sum
 METRICS = ('fd', 'accuracy', 'confidence', 'diversity', 'precision', 'recall', 'saturation')
 N_SHOW = 40   # samples kept per run for the picture (4 per class)
 
@@ -44,7 +45,7 @@ def _stage2(dist_cfg, state, seed, cycles, eval_every, n_eval, evaluator, teache
     for name in STAGE2_VARIANTS:
         d = digits_distiller(dist_cfg, teacher)
         for k, sd in state.items(): getattr(d, k).load_state_dict(sd)
-        jt = JointTrainer(rl_preset(name, lr=RL_LR, batch=dist_cfg.batch, seed=seed), d, x0_reward(teacher, reward), reward)
+        jt = JointTrainer(rl_preset(name, lr=RL_LR, beta=RL_BETA, batch=dist_cfg.batch, seed=seed), d, x0_reward(teacher, reward), reward)
         curve, t0, err = [], time.perf_counter(), None
         def evaluate(cycle):
             x, y = student_digits(d.student, n_eval, seed=1)
@@ -230,7 +231,7 @@ def main(argv=None):
                    'methods': {m: {'preset': pre, 'overrides': ov, 'iterations': it} for m, (pre, ov, it) in METHODS.items()},
                    'distill_configs': {m: asdict(digits_preset(pre, **ov)) for m, (pre, ov, _) in METHODS.items()},
                    'teacher': digits_teacher_meta(),
-                   'stage2': {'from': STAGE2_FROM, 'variants': list(STAGE2_VARIANTS), 'cycles': cycles, 'rl_lr': RL_LR,
+                   'stage2': {'from': STAGE2_FROM, 'variants': list(STAGE2_VARIANTS), 'cycles': cycles, 'rl_lr': RL_LR, 'rl_beta': RL_BETA,
                               'reward': 'ink_reward(0.1) on the teacher posterior mean (DPO); judges: evaluation network'}},
         'references': refs,
         'summary': summary,

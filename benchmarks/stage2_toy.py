@@ -25,6 +25,7 @@ METHODS = {
     'post-hoc': ('post-hoc', 5, {}), 'refl': ('refl', 5, {}),
     'flash+rl@1:1': ('flash+rl', 1, {}), 'flash+rl@2:1': ('flash+rl', 2, {}), 'flash+rl@10:1': ('flash+rl', 10, {})}
 RL_LR = 1e-4
+RL_BETA = 200.   # DPO beta on the per-dimension log-ratio: toy points have 2 numbers, so this is the old 100 on the sum
 
 def _setup(job):
     import torch
@@ -76,7 +77,7 @@ def _run(job):
     curve.append(evaluate(0, counts))
     try:
         for name, n in phases:
-            jt = JointTrainer(rl_preset(name, rl_ratio=job['ratio'], lr=RL_LR, seed=job['seed']), d, lrm, reward)
+            jt = JointTrainer(rl_preset(name, rl_ratio=job['ratio'], lr=RL_LR, beta=RL_BETA, seed=job['seed']), d, lrm, reward)
             for i in range(n):
                 jt.step(); cyc += 1
                 counts = {'rl': counts['rl'] + (jt.cfg.rl_ratio if jt.cfg.rl != 'none' else 0), 'dm': counts['dm'] + int(jt.cfg.distill)}
@@ -160,7 +161,7 @@ def main(argv=None):
     from flash_dmd.rl import RL_PRESETS
     result = {'benchmark': 'stage2_toy', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
               'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(), 'workers': a.workers},
-              'config': {'dataset': DATASET, 'seeds': list(seeds), **base, 'rl_lr': RL_LR, 'stage1_preset': 'flash',
+              'config': {'dataset': DATASET, 'seeds': list(seeds), **base, 'rl_lr': RL_LR, 'rl_beta': RL_BETA, 'stage1_preset': 'flash',
                          'methods': {m: {'rl_preset': pre, 'rl_dm_ratio': ratio} for m, (pre, ratio, _) in METHODS.items()},
                          'rl_presets': {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()} for k, v in RL_PRESETS.items()},
                          'training_reward': 'tanh(x[:, 0])', 'judge': 'tanh(nearest own-class mode x) * exp(-d^2 / (2 (2 std)^2))',

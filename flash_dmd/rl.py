@@ -16,14 +16,19 @@ from .schedules import Schedule, STUDENT_TIMESTEPS, backward_simulate, sample_st
 from .distill import Distiller, DistillConfig, preset, config_from_dict, checked_replace, toy_distiller, student_samples
 
 # %% auto #0
-__all__ = ['RL_PRESETS', 'gaussian_logp', 'lcm_transition', 'tile_cond', 'dpo_loss', 'RLConfig', 'rl_preset', 'JointTrainer',
-           'load_stage1']
+__all__ = ['RL_PRESETS', 'gaussian_logp', 'dpo_log_ratio', 'lcm_transition', 'tile_cond', 'dpo_loss', 'RLConfig', 'rl_preset',
+           'JointTrainer', 'load_stage1']
 
 # %% ../nbs/06_joint_rl.ipynb #3a394769
 def gaussian_logp(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     "Log-density of `x` under `N(mean, std^2 I)`, summed over all non-batch dimensions: `[B]`."
     z = (x - mean) / std
     return (-0.5 * z**2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).expand_as(x).flatten(1).sum(1)
+
+def dpo_log_ratio(x: torch.Tensor, mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    "Per-dimension `[log N(x; mean, std^2) - log N(x; mean_ref, std^2)] / D` in closed form (no large log-densities): `[B]`."
+    r = (mean - mean_ref) * (2 * x - mean - mean_ref) / (2 * std**2)           # the difference of squared distances, per number
+    return r.expand_as(x).flatten(1).mean(1)
 
 def lcm_transition(model: Callable, x_t: torch.Tensor, t: float, c, schedule: Schedule, t_next: float):
     "The student's transition from `x_t` at `t` to `t_next`: `(mean, std)` = `(alpha' * x0_hat, sigma')`."
@@ -40,7 +45,8 @@ def tile_cond(c, k: int):
     raise TypeError(f"cannot tile conditions of type {type(c).__name__}: pass a tensor or a type with a `cat` classmethod")
 
 def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch.Tensor, t: float, t_next: float, c,
-             schedule: Schedule, k: int = 4, beta: float = 100., generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+             schedule: Schedule, k: int = 4, beta: float = 200., generator: torch.Generator | None = None,
+             ratio_clip: float | None = None) -> tuple[torch.Tensor, dict]:
     "Step-level DPO at one student step: `k` candidates from `x_t`, best and worst by `reward_model(x, t_next, c)`, `-log sigmoid(beta H)`."
     if k < 2: raise ValueError(f"DPO needs at least 2 candidates, got k={k}")
     mean, std = lcm_transition(policy, x_t, t, c, schedule, t_next)                  # with grad
@@ -54,7 +60,9 @@ def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch
         iw, il = scores.argmax(0), scores.argmin(0)
         ar = torch.arange(B, device=x_t.device)
         x_w, x_l = cands[iw, ar], cands[il, ar]
-    ratio = lambda x: gaussian_logp(x, mean, std) - gaussian_logp(x, mean_ref, std)
+    def ratio(x):                                                                # per-dimension log p_theta/p_ref
+        r = dpo_log_ratio(x, mean, mean_ref, std)
+        return r if ratio_clip is None else r.clamp(math.log1p(-ratio_clip), math.log1p(ratio_clip))   # ratio in [1-eps, 1+eps]
     h = ratio(x_w) - ratio(x_l)
     loss = -F.logsigmoid(beta * h).mean()
     return loss, {'h': h.detach(), 'score_gap': (scores.max(0).values - scores.min(0).values).mean().item(),
@@ -68,7 +76,8 @@ class RLConfig:
     rl_ratio: int = 5                # RL updates per distillation iteration (paper: 5:1 best)
     rl_steps: tuple = (999, 749)     # student timesteps where DPO acts (each needs a stochastic next step)
     k: int = 4                       # candidates per state
-    beta: float = 100.               # DPO temperature
+    beta: float = 200.               # DPO temperature on the per-dimension log-ratio (toy 2-D: 200 = the old 100 on the sum)
+    ratio_clip: float | None = None  # LPO's clamp of each probability ratio to [1-eps, 1+eps] (None: off)
     lr: float = 1e-5                 # Adam learning rate of the RL updates (on the student)
     batch: int = 256
     distill: bool = True             # keep the Stage 1 losses running (False: pure RL)
@@ -81,6 +90,7 @@ class RLConfig:
         if self.rl not in ('dpo', 'refl', 'none'): raise ValueError(f"RLConfig: rl must be 'dpo', 'refl' or 'none', got {self.rl!r}")
         if self.rl_ratio < 0: raise ValueError(f"RLConfig: rl_ratio must be >= 0, got {self.rl_ratio}")
         if self.k < 2: raise ValueError(f"RLConfig: k must be >= 2, got {self.k}")
+        if self.ratio_clip is not None and not 0 < self.ratio_clip < 1: raise ValueError(f"RLConfig: ratio_clip must be in (0, 1) or None, got {self.ratio_clip}")
 
 RL_PRESETS = {
     'flash+rl': dict(rl='dpo', distill=True, gan=True),
@@ -133,7 +143,7 @@ class JointTrainer:
             t = cfg.rl_steps[int(torch.randint(len(cfg.rl_steps), (1,), generator=self.gen))]
             k = ts.index(t)
             x_t = backward_simulate(d.student, z, c, d.schedule, k, ts, self.gen)
-            loss, info = dpo_loss(d.student, self.ref, self.reward_model, x_t, t, ts[k + 1], c, d.schedule, cfg.k, cfg.beta, self.gen)
+            loss, info = dpo_loss(d.student, self.ref, self.reward_model, x_t, t, ts[k + 1], c, d.schedule, cfg.k, cfg.beta, self.gen, cfg.ratio_clip)
             out = {'h': info['h'].mean().item(), 'score_gap': info['score_gap']}
             self.rl_t.append(t)
         if not torch.isfinite(loss): raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at cycle {self.cycles}")

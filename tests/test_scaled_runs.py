@@ -18,6 +18,7 @@ def test_stage2_config_is_the_papers_schedule():
     from flash_dmd.rl import rl_preset
     r = rl_preset(cfg.rl_method, **cfg.rl)
     assert (cfg.stage, r.rl_ratio, r.rl_steps, r.k, r.distill, r.gan) == (2, 5, (999, 749), 4, True, True)
+    assert (r.beta, r.ratio_clip) == (500., None)                # LPO's beta, on the per-dimension log-ratio
     with pytest.raises(ValueError, match="'x0:side' scores toy points"):
         load_config(ROOT / 'scaled_runs' / 'sdxl_rl.yaml')
 

@@ -24,12 +24,13 @@ def run_jobs(fn, jobs: list, workers: int, partial: Path, key=lambda j: json.dum
     from concurrent.futures import ProcessPoolExecutor, as_completed
     partial = Path(partial); partial.parent.mkdir(parents=True, exist_ok=True)
     done = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
+    for part in sorted(partial.parent.glob(partial.name.replace('.partial.jsonl', '*.partial.jsonl'))):   # also runs made with --only
+        for line in part.read_text().splitlines():
             try: rec = json.loads(line); done[rec['job_key']] = rec['result']
             except (json.JSONDecodeError, KeyError): pass
     todo = [j for j in jobs if key(j) not in done]
-    if done: print(f"{len(done)} of {len(jobs)} jobs already in {partial}: running the other {len(todo)}", flush=True)
+    done = {k: v for k, v in done.items() if k in {key(j) for j in jobs}}
+    if done: print(f"{len(done)} of {len(jobs)} jobs already in {partial.parent}: running the other {len(todo)}", flush=True)
     with ProcessPoolExecutor(workers) as ex, open(partial, 'a') as f:
         futs = {ex.submit(fn, j): j for j in todo}
         for i, fut in enumerate(as_completed(futs), 1):

@@ -211,7 +211,7 @@ def main(argv=None):
                  stage2=(m == STAGE2_FROM), cycles=cycles, stage2_eval_every=s2_every)
             for s in seeds for m, (pre, ov, it) in METHODS.items()]
     jobs.sort(key=lambda j: (not j['stage2'], -j['iters']))                          # longest first: better packing
-    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / 'digits.partial.jsonl')
+    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / f"digits.{'+'.join(a.only)}.partial.jsonl")
     runs = run_jobs(_run, jobs, a.workers, out / 'digits.partial.jsonl')
     methods = list(METHODS)
     summary = summarise(runs, methods)
@@ -240,7 +240,7 @@ def main(argv=None):
         'runs': runs,
     }
     (out / 'digits.json').write_text(json.dumps(result, indent=1, default=float))
-    (out / 'digits.partial.jsonl').unlink(missing_ok=True)              # every run is in the JSON now
+    for part in out.glob('digits*.partial.jsonl'): part.unlink()              # every run is in the JSON now
     print('targets:', json.dumps(targets, default=float))
     print(f"wrote {out / 'digits.json'} and {out / 'digits.png'} in {time.time() - t0:.0f}s")
     fmt = lambda d: f"{d['mean']:.3f}±{d['std']:.3f}" if d.get('mean') is not None else 'n/a'

@@ -115,7 +115,7 @@ def main(argv=None):
                       'variants': VARIANTS, 'final_value': 'the last evaluation', 'drift': 'final minus the best value of the run'},
            'summary': summary, 'verdict': verdict(summary), 'runs': runs}
     (out / 'stabilisers.json').write_text(json.dumps(res, indent=1))
-    (out / 'stabilisers.partial.jsonl').unlink(missing_ok=True)         # every run is in the JSON now
+    for part in out.glob('stabilisers*.partial.jsonl'): part.unlink()         # every run is in the JSON now
     plot(runs, out / 'stabilisers.png')
     for sc, S in summary.items():
         for v, s in S.items():

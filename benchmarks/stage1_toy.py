@@ -198,7 +198,7 @@ def main(argv=None):
     jobs = [dict(method=m, preset=pre, iters=it, dataset=ds, seed=s, teacher=teacher_cfgs[ds], quick=a.quick, n_eval=n_eval)
             for ds in datasets for s in seeds for m, (pre, it) in methods.items()]
     jobs.sort(key=lambda j: -j['iters'])                                            # longest first: better packing
-    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / 'stage1_toy.partial.jsonl')
+    if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / f"stage1_toy.{'+'.join(a.only)}.partial.jsonl")
     runs = run_jobs(_run, jobs, a.workers, out / 'stage1_toy.partial.jsonl')
     import torch
     from dataclasses import asdict
@@ -222,7 +222,7 @@ def finish(res: dict, out: Path) -> dict:
     res['targets'] = targets(res['by_dataset'], res['teacher_references'], RECOMMENDED) if RECOMMENDED in methods else None
     res['health_examples'] = health_examples(runs, datasets[0], [m for m in methods if m.startswith('flash')])
     (out / 'stage1_toy.json').write_text(json.dumps(res, indent=1, default=float))
-    (out / 'stage1_toy.partial.jsonl').unlink(missing_ok=True)          # every run is in the JSON now
+    for part in out.glob('stage1_toy*.partial.jsonl'): part.unlink()          # every run is in the JSON now
     plot(runs, res['teacher_references'], datasets, methods, out / 'stage1_toy.png')
     if res['health_examples']: plot_health(res['health_examples'], out / 'stage1_toy_health.png')
     print(f"wrote {out / 'stage1_toy.json'} and its figures")

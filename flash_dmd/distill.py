@@ -518,7 +518,7 @@ def loss_map(cfg: DistillConfig) -> dict:
 # %% ../nbs/04_distill.ipynb #c0a1e019
 DEVIATIONS = {   # field -> (this project's choice, the paper's, why); `deviations()` adds what the recommended preset changes
     'student_ema': ('an EMA of the student in every preset', 'not stated', 'the field standard for evaluating GAN-trained generators; it removes most of the late drift'),
-    'normaliser': ("'tau_bins' (this project's own)", "DMD2's per-sample mean |x - mu_real|",
+    'normaliser': ("'tau_bins' (this project's own)", "DMD2's per-sample mean of abs(x - mu_real)",
                    'in 2 dimensions the per-sample normaliser is heavy-tailed and made training drift; averaging within 16 tau bins stabilised it'),
     'cond_gan': ('Pixel-GAN heads see the class (toy, digits)', 'heads see images only (SDXL: off)', 'toy classes overlap; a class-blind critic cannot tell a point in the wrong mode'),
     'guidance': ('1 at toy and digits scale', 'not stated (DMD2: 8 for SDXL)', 'guidance biases the DM loss fixed point away from the data (see 01_toy)'),

@@ -285,6 +285,7 @@ def use_lora(dist, rank: int = 16, alpha: float | None = None, targets: Sequence
         add_lora(dist.fake, rank, alpha, targets, seed=seed)      # same seed: the same adapters as the student's
         share_frozen(dist.fake, dist.teacher.model)
         dist.opt_fake = torch.optim.Adam(lora_parameters(dist.fake), lr=cfg.lr_fake, betas=cfg.betas)
+    if dist.student_ema is not None: dist.make_student_ema()   # the EMA now averages the adapters (the base is shared)
     return dist
 
 def share_frozen(model: nn.Module, reference: nn.Module, skip: Sequence[str] = ()) -> nn.Module:

@@ -20,7 +20,7 @@ from .gan import (d_loss, g_loss, r1_penalty, FakeFeatureHead, fake_feature_logi
 
 # %% auto #0
 __all__ = ['PRESETS', 'RECOMMENDED', 'HEALTH_SIGNALS', 'DEVIATIONS', 'DistillConfig', 'checked_replace', 'config_from_dict',
-           'preset', 'PassCounter', 'Distiller', 'lr_factor', 'ema_inject', 'ema_update', 'make_regression_pairs',
+           'preset', 'PassCounter', 'Distiller', 'lr_factor', 'ema_update', 'ema_inject', 'make_regression_pairs',
            'toy_distiller', 'student_samples', 'health', 'run_toy', 'loss_map', 'deviations']
 
 # %% ../nbs/04_distill.ipynb #56df21a6
@@ -380,26 +380,27 @@ class _Tap(nn.Module):
     def forward(self, *args, **kw): return self.model(*args, **kw)
 
 # %% ../nbs/04_distill.ipynb #8504ed8e
+def _trainable(m: nn.Module) -> list[str]: return [n for n, p in m.named_parameters() if p.requires_grad]
+
 @torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, decay: float, names: list[str] | None = None):
+    """`target <- decay * target + (1 - decay) * source` over the parameters `names` (default: `source`'s trainable ones),
+    matched by name; `decay=0` copies. Both EMAs of this notebook, and starting a student from its EMA, are this one average."""
+    t, s = dict(target.named_parameters()), dict(source.named_parameters())
+    for n in (_trainable(source) if names is None else names):
+        if decay == 0: t[n].copy_(s[n])
+        else: t[n].mul_(decay).add_(s[n].detach(), alpha=1 - decay)
+
 def ema_inject(fake: nn.Module, student: nn.Module, lam: float):
     "Eq. 11: `fake <- lam * fake + (1 - lam) * student` over the fake score's trainable parameters, matched by name."
-    sp = dict(student.named_parameters())
+    names, sp = _trainable(fake), dict(student.named_parameters())   # frozen (e.g. LoRA base) weights are the teacher's in both
     for n, pf in fake.named_parameters():
-        if not pf.requires_grad: continue                      # frozen (e.g. LoRA base) weights are the teacher's in both
-        ps = sp.get(n)
-        if ps is None or ps.shape != pf.shape:
+        if pf.requires_grad and (sp.get(n) is None or sp[n].shape != pf.shape):
             raise ValueError(f"EMA injection needs the student to have the fake score's trainable parameter {n!r} with the same "
                              "shape: give both the same architecture (and the same adapters), or set ema_inject=None")
-        pf.mul_(lam).add_(ps, alpha=1 - lam)
+    ema_update(fake, student, lam, names)
 
 # %% ../nbs/04_distill.ipynb #c0a1e00c
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float):
-    "`ema <- decay * ema + (1 - decay) * model` over `model`'s trainable parameters, matched by name."
-    target = dict(ema.named_parameters())
-    for n, p in model.named_parameters():
-        if p.requires_grad: target[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
-
 @patch
 def make_student_ema(self: Distiller):
     "(Re)start the student's EMA from the student: its own copy of each trainable tensor; frozen ones (LoRA bases) are shared."
@@ -421,13 +422,9 @@ def eval_student(self: Distiller) -> nn.Module:
     return self.student if self.student_ema is None else self.student_ema
 
 @patch
-@torch.no_grad()
 def start_from_ema(self: Distiller) -> Distiller:
     "Copy the EMA's weights into the student (Stage 2 starts from the EMA student); nothing without an EMA."
-    if self.student_ema is None: return self
-    ema = dict(self.student_ema.named_parameters())
-    for n, p in self.student.named_parameters():
-        if p.requires_grad: p.copy_(ema[n])
+    if self.student_ema is not None: ema_update(self.student, self.student_ema, 0.0, _trainable(self.student))
     return self
 
 # %% ../nbs/04_distill.ipynb #bb80f6bd

@@ -18,7 +18,7 @@ import flash_dmd
 from .schedules import (Schedule, VPSchedule, STUDENT_TIMESTEPS, with_cfg, sample_teacher, sample_student,
                                  denoising_loss)
 from .toy import timestep_embedding, save_model, precision_recall, balanced_labels
-from .distill import DistillConfig, Distiller, preset, make_regression_pairs, health
+from .distill import DistillConfig, Distiller, preset, make_regression_pairs, health, evaluate_students
 
 # %% auto #0
 __all__ = ['DIGITS_TEST_FRAC', 'DIGITS_SPLIT_SEED', 'TEACHER_ASSET', 'DIGITS_DEFAULTS', 'digits_split', 'digits_grid',
@@ -347,10 +347,7 @@ def run_digits(cfg: DistillConfig, iters: int, eval_every: int = 100, n_eval: in
         it_range = tqdm(it_range, desc='distilling digits', leave=False)
     for i in it_range:
         if i % eval_every == 0 or i == iters:
-            with dist.passes.paused():
-                m = ev(*student_digits(dist.eval_student, n_eval, seed=1, timesteps=cfg.student_timesteps))
-                if dist.student_ema is not None:
-                    m.update({f'raw_{k}': v for k, v in ev(*student_digits(dist.student, n_eval, seed=1, timesteps=cfg.student_timesteps)).items()})
+            m = evaluate_students(dist, lambda s: ev(*student_digits(s, n_eval, seed=1, timesteps=cfg.student_timesteps)))
             curve.append({**{k: v for k, v in dist.cost().items() if k != 'passes_by_net'}, **m, 'health': health(dist.log[seen:])})
             seen = len(dist.log)
             if callback: callback(dist, curve[-1])

@@ -21,7 +21,7 @@ from .gan import (d_loss, g_loss, r1_penalty, FakeFeatureHead, fake_feature_logi
 # %% auto #0
 __all__ = ['PRESETS', 'RECOMMENDED', 'HEALTH_SIGNALS', 'DEVIATIONS', 'DistillConfig', 'checked_replace', 'config_from_dict',
            'preset', 'PassCounter', 'Distiller', 'lr_factor', 'ema_update', 'ema_inject', 'make_regression_pairs',
-           'toy_distiller', 'student_samples', 'health', 'run_toy', 'loss_map', 'deviations']
+           'toy_distiller', 'student_samples', 'health', 'evaluate_students', 'run_toy', 'loss_map', 'deviations']
 
 # %% ../nbs/04_distill.ipynb #56df21a6
 @dataclass
@@ -475,6 +475,13 @@ def health(log: list[dict]) -> dict:
         if v: out[k] = sum(v) / len(v)
     return out
 
+def evaluate_students(dist: Distiller, measure: Callable[[nn.Module], dict]) -> dict:
+    "`measure(student)` of the student the run is judged by (`eval_student`) and, with an EMA, of the raw student as `raw_*`; passes not counted."
+    with dist.passes.paused():
+        m = measure(dist.eval_student)
+        if dist.student_ema is not None: m.update({f'raw_{k}': v for k, v in measure(dist.student).items()})
+    return m
+
 def run_toy(cfg: DistillConfig, teacher: nn.Module, dataset: str, iters: int, eval_every: int = 250, n_eval: int = 2000,
             progress: bool = False, callback: Callable | None = None) -> tuple[Distiller, list[dict]]:
     """Distil `teacher` on toy `dataset` for `iters` iterations; every `eval_every` (and at 0) evaluate the 4-step student the
@@ -482,20 +489,17 @@ def run_toy(cfg: DistillConfig, teacher: nn.Module, dataset: str, iters: int, ev
     from flash_dmd.toy import make_toy, toy_metrics
     ref = make_toy(dataset, n_eval, seed=777)
     dist, curve, seen = toy_distiller(cfg, teacher, dataset), [], 0
-    def metrics(student, prefix=''):
+    def metrics(student):
         x, y = student_samples(student, n_eval, teacher.n_classes, teacher.schedule, cfg.student_timesteps, seed=1)
         m = toy_metrics(x, y, ref); m.pop('coverage_per_class', None)
-        return {prefix + k: v for k, v in m.items()}
+        return m
     it_range = range(iters + 1)
     if progress:
         from tqdm.auto import tqdm
         it_range = tqdm(it_range, desc='distilling', leave=False)
     for i in it_range:
         if i % eval_every == 0 or i == iters:
-            with dist.passes.paused():
-                m = metrics(dist.eval_student)
-                if dist.student_ema is not None: m.update(metrics(dist.student, 'raw_'))
-            curve.append({**dist.cost(), **m, 'health': health(dist.log[seen:])}); seen = len(dist.log)
+            curve.append({**dist.cost(), **evaluate_students(dist, metrics), 'health': health(dist.log[seen:])}); seen = len(dist.log)
             if callback: callback(dist, curve[-1])
         if i < iters: dist.step()
     return dist, curve

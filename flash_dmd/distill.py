@@ -109,6 +109,7 @@ def config_from_dict(d: dict, base: DistillConfig | None = None) -> DistillConfi
 # %% ../nbs/04_distill.ipynb #9a823bbb
 _EVAL = dict(student_ema=0.995)       # every preset evaluates an EMA of its student, so methods compare on equal terms
 _DMD2 = dict(gan='fake_head', split=False, fake_loss='denoise+gan', fake_train_on='per_step', ema_inject=None, **_EVAL)
+_FLASH = dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, **_EVAL)
 PRESETS = {
     # DMD v1 (arXiv 2311.18828): a one-step generator, the DM loss plus a regression loss on teacher (noise -> image) pairs
     'dmd':        dict(gan='none', ttur=1, split=False, ema_inject=None, regression_weight=0.25, student_timesteps=(999,), **_EVAL),
@@ -120,10 +121,10 @@ PRESETS = {
     'dmd2+B':     dict(ttur=2, **_DMD2),                                       # the paper's ablation: + aggressive TTUR
     'dmd2-final': dict(_DMD2, ttur=5, fake_train_on='final'),                  # DMD2 with critics on final 4-step samples
     # Flash-DMD (arXiv 2511.20549): Pixel-GAN, TTUR 1, the timestep split, EMA injection into the fake score
-    'flash':       dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, **_EVAL),
-    'flash-noema': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=None, **_EVAL),
+    'flash':       _FLASH,
+    'flash-noema': dict(_FLASH, ema_inject=None),
     # this project's recommended recipe: flash plus the stabiliser benchmarks/stabilisers.py chose (R1 on the Pixel-GAN's real inputs)
-    'flash-stable': dict(gan='pixel', ttur=1, split=True, fake_loss='denoise', ema_inject=0.999, r1=1.0, **_EVAL),
+    'flash-stable': dict(_FLASH, r1=1.0),
 }
 RECOMMENDED = 'flash-stable'
 

@@ -558,18 +558,22 @@ def _safe_load(path: Path, f: str, **kw):
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: {f} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
-def _apply_hparams(d: Distiller) -> list[str]:
-    "Set every optimiser's learning rate and betas to this run's config (a loaded optimiser state carries the old ones); what changed."
-    want = {'g': ('lr_g', d.cfg.lr_g, 'betas', d.cfg.betas), 'fake': ('lr_fake', d.cfg.lr_fake, 'betas', d.cfg.betas),
-            'd': ('lr_d', d.cfg.lr_d, 'betas_d', d.cfg.betas_d), **({'rl': ('rl.lr', d.joint.cfg.lr, None, None)} if _joint(d) else {})}
-    changed = set()
+def _apply_hparams(d: Distiller, state: dict) -> list[str]:
+    """Set every optimiser's learning rate and betas to this run's config (a loaded optimiser state carries the old ones) and
+    say what changed from the config the checkpoint was written with. The rates go through `Distiller.set_learning_rates`,
+    the one place that sets them every step, so a learning-rate schedule is not mistaken for a change."""
+    now = {'lr_g': d.cfg.lr_g, 'lr_fake': d.cfg.lr_fake, 'lr_d': d.cfg.lr_d, 'betas': d.cfg.betas, 'betas_d': d.cfg.betas_d}
+    saved = dict(state.get('distill_config') or {})
+    if _joint(d): now['rl.lr'], saved['rl.lr'] = d.joint.cfg.lr, (state.get('rl_config') or {}).get('lr')
+    fmt = lambda v: str(tuple(v)) if isinstance(v, (list, tuple)) else f'{v:g}'
+    differs = lambda old, v: tuple(old) != v if isinstance(v, tuple) else old != v
+    changed = [f"{k} {fmt(saved[k])} -> {fmt(v)}" for k, v in now.items() if saved.get(k) is not None and differs(saved[k], v)]
+    betas = {'g': d.cfg.betas, 'fake': d.cfg.betas, 'd': d.cfg.betas_d}
     for k, o in _optimizers(d).items():
-        if k not in want: continue                              # an optimiser this function does not know keeps its saved settings
-        lr_name, lr, b_name, betas = want[k]
         for g in o.param_groups:
-            if 'lr' in g and g['lr'] != lr: changed.add(f"{lr_name} {g['lr']:g} -> {lr:g}"); g['lr'] = lr
-            if betas is not None and 'betas' in g and tuple(g['betas']) != tuple(betas):
-                changed.add(f"{b_name} {tuple(g['betas'])} -> {tuple(betas)}"); g['betas'] = tuple(betas)
+            if k in betas and 'betas' in g: g['betas'] = tuple(betas[k])
+            if k == 'rl': g['lr'] = d.joint.cfg.lr                # the RL optimiser has no schedule
+    d.set_learning_rates()
     return sorted(changed)
 
 def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
@@ -618,7 +622,7 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
     if j: j.gen.set_state(rng['rl_gen']); j.cycles, j.rl_updates = state['rl_cycles'], state['rl_updates']
     d.it, d.gen_updates, d.critic_updates, d.train_seconds = state['step'], state['generator_updates'], state['critic_updates'], state['train_seconds']
     d.passes.forward.update(state['passes_forward']); d.passes.backward.update(state['passes_backward'])
-    changed = _apply_hparams(d)
+    changed = _apply_hparams(d, state)
     if changed and d.rank == 0: print(f"resume: this run's optimiser settings replace the saved ones: {', '.join(changed)}", file=sys.stderr)
     return {**state, 'applied': changed}
 

@@ -317,3 +317,13 @@ def test_gpu_smoke_asserts_the_device_of_every_tensor():
     with pytest.raises(AssertionError, match=r"gpu row: student\.\S+ is on cpu, not meta"): gs._assert_on(d, torch.device('meta'), 'gpu row')
     src = (ROOT / 'benchmarks' / 'gpu_smoke.py').read_text()
     assert 'teacher.to(dev)' not in src and 'copy.deepcopy(teacher).to(rdev)' in src
+
+def test_resume_under_a_schedule_reports_no_change(tmp_path, capsys):
+    "A learning-rate schedule moves the optimisers' rates every step; resuming with the same config changes nothing, and says nothing."
+    sched = ['distill.lr_schedule=cosine', 'distill.lr_horizon=4']
+    run(tmp_path / 'r', 'max_steps=2', 'checkpoint_every=1', *sched)
+    capsys.readouterr()
+    d = run(tmp_path / 'r', 'max_steps=3', 'checkpoint_every=1', 'resume=latest', *sched)['distiller']
+    assert 'replace the saved ones' not in capsys.readouterr().err
+    from flash_dmd.distill import lr_factor
+    assert d.opt_g.param_groups[0]['lr'] == pytest.approx(d.cfg.lr_g * lr_factor(d.cfg, 2))   # the rate of the last step taken

@@ -1,4 +1,4 @@
-"Small statistics shared by the benchmark scripts (means and sample standard deviations that skip missing values)."
+"What the benchmark scripts share: means and sample standard deviations that skip missing values, the cost at which a curve first reaches a target, where results go, and a job runner that keeps every finished run."
 from __future__ import annotations
 import math
 
@@ -13,6 +13,12 @@ def std(xs):
     if len(xs) < 2: return 0.0 if xs else None
     m = sum(xs) / len(xs)
     return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
+
+def first_cost(curve: list, key: str, target: float, lower_is_better: bool = True, cost_key: str = 'batch_x_iters'):
+    "The cost at which a run's `key` first reaches `target`, or None if it never does."
+    for r in curve:
+        if (r[key] <= target) if lower_is_better else (r[key] >= target): return r[cost_key]
+    return None
 
 import json
 from pathlib import Path

@@ -22,7 +22,7 @@ import argparse, json, os, platform, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std, RESULTS, run_jobs   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import mean as _mean, std as _std, RESULTS, run_jobs, first_cost   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations); DMD2 runs twice as long, to its plateau
@@ -89,12 +89,6 @@ def final_value(curve: list, key: str) -> float:
     "A run's final value of `key`: its last evaluation, at the end of the budget (never the best point)."
     return curve[-1][key]
 
-def first_cost(curve: list, key: str, target: float, cost_key: str = 'batch_x_iters'):
-    "The cost at which a run's `key` (lower is better) first reaches `target`, or None if it never does."
-    for r in curve:
-        if r[key] <= target: return r[cost_key]
-    return None
-
 def _ms(vals): return {'mean': _mean(vals), 'std': _std(vals)}
 
 def summarise(runs: list, methods) -> dict:
@@ -112,7 +106,7 @@ def summarise(runs: list, methods) -> dict:
         for ck in ('iterations', 'generator_updates', 'batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'): row[ck] = _ms([r['curve'][-1][ck] for r in rs])
         row['wall_seconds'] = _ms([r['wall_seconds'] for r in rs])
         for ck in ('batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'):
-            costs = [first_cost(r['curve'], 'fd', dmd2_fd, ck) for r in rs] if dmd2_fd is not None else []
+            costs = [first_cost(r['curve'], 'fd', dmd2_fd, cost_key=ck) for r in rs] if dmd2_fd is not None else []
             row[f'cost_to_dmd2_final_fd_{ck}'] = {'mean': None if not costs or None in costs else _mean(costs),
                                                  'reached': sum(c is not None for c in costs), 'of': len(rs)}
         summary[m] = row

@@ -19,7 +19,7 @@ import argparse, json, math, os, platform, sys, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std, RESULTS, run_jobs   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import mean as _mean, std as _std, RESULTS, run_jobs, first_cost   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 RECOMMENDED = 'flash-stable'
 METHODS = {   # name -> (preset, iterations of the full run); the DMD2 family runs longer to reach its plateau
@@ -61,12 +61,6 @@ def _teacher_refs(teacher_cfg: dict, dataset: str, n_eval: int) -> dict:
 def sharpness_key(curve_row: dict) -> str:
     "Mode precision on mixtures; k-NN precision where the data has no modes (moons)."
     return 'mode_precision' if 'mode_precision' in curve_row else 'precision'
-
-def first_cost(curve: list, key: str, target: float, lower_is_better: bool, cost_key: str = 'batch_x_iters'):
-    "The cost at which a run's `key` first reaches `target`, or None if it never does."
-    for r in curve:
-        if (r[key] <= target) if lower_is_better else (r[key] >= target): return r[cost_key]
-    return None
 
 def _runs(runs, ds, m): return [r for r in runs if r['dataset'] == ds and r['method'] == m and r['curve']]
 

@@ -19,7 +19,6 @@ distance (held-out judges, never optimised) getting worse while the ink reward r
 """
 from __future__ import annotations
 import argparse, json, os, platform, time, warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _stats import mean as _mean, std as _std, RESULTS, run_jobs, first_cost   # benchmarks/_stats.py (the script's folder is on sys.path)

@@ -16,7 +16,6 @@ reaches its plateau (the JSON records where it got within 10% of its final SWD).
 """
 from __future__ import annotations
 import argparse, json, math, os, platform, sys, time, warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _stats import mean as _mean, std as _std, RESULTS, run_jobs, first_cost   # benchmarks/_stats.py (the script's folder is on sys.path)

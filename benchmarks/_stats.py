@@ -45,3 +45,109 @@ def run_jobs(fn, jobs: list, workers: int, partial: Path, key=lambda j: json.dum
             f.write(json.dumps({'job_key': key(j), 'result': r}, default=float) + '\n'); f.flush()
             print(f"[{i}/{len(todo)}] done: " + ', '.join(f'{k}={j[k]}' for k in ('method', 'variant', 'scale', 'dataset', 'seed') if k in j), flush=True)
     return [done[key(j)] for j in jobs]
+
+# --- Stage 2: gains over the start and over the control, label accuracy, and the goal (stage2_toy.py, stage2_digits.py) ---
+
+def rl_labels(rl_log: list) -> dict:
+    "Per RL timestep of one run: mean label accuracy (judge and training reward), share of pairs kept, number of updates."
+    out = {}
+    for t in sorted({r['t'] for r in rl_log if 't' in r}, reverse=True):
+        rs = [r for r in rl_log if r.get('t') == t]
+        out[str(t)] = {'n_updates': len(rs), 'kept': mean([r['kept'] for r in rs]),
+                       'label_acc': mean([r.get('label_acc') for r in rs]), 'label_acc_reward': mean([r.get('label_acc_reward') for r in rs])}
+    return out
+
+def final(curve: list, key: str, last: int = 2) -> float:
+    "The end of the budget: the mean of the last `last` evaluations (never the best point)."
+    v = [r[key] for r in curve[-last:]]
+    return sum(v) / len(v)
+
+def stage2_summary(runs: list, methods: list, control: str, keys: tuple, keep: dict, goal_keep: float) -> dict:
+    """Per method over seeds: final value, gain from the start and gain over the control of the same seed for each of
+    `keys`; label accuracy per RL step; and the goal: the judge rises by more than its seed std over the start and over the
+    control, while each `keep` metric ('higher' or 'lower' is better) stays within `goal_keep` of its start."""
+    out, ctrl = {}, {r['seed']: r for r in runs if r['method'] == control and not r['error']}
+    for m in methods:
+        rs = [r for r in runs if r['method'] == m and not r['error']]
+        gain = lambda key: [final(r['curve'], key) - r['curve'][0][key] for r in rs]
+        vs_ctrl = lambda key: [final(r['curve'], key) - final(ctrl[r['seed']]['curve'], key) for r in rs if r['seed'] in ctrl]
+        row = {'n_seeds': len(rs), 'n_diverged': len([r for r in runs if r['method'] == m]) - len(rs)}
+        for key in keys:
+            row[f'{key}_gain_mean'], row[f'{key}_gain_std'] = mean(gain(key)), std(gain(key))
+            row[f'{key}_vs_control_mean'], row[f'{key}_vs_control_std'] = mean(vs_ctrl(key)), std(vs_ctrl(key))
+            row[f'{key}_final_mean'] = mean([final(r['curve'], key) for r in rs])
+        kept = {}
+        for key, better in keep.items():
+            ratio = mean([final(r['curve'], key) / r['curve'][0][key] for r in rs if r['curve'][0][key] > 0])
+            row[f'{key}_kept_mean'] = ratio
+            kept[key] = ratio is not None and (ratio >= goal_keep if better == 'higher' else ratio <= 2 - goal_keep)
+        ts = sorted({t for r in rs for t in r['labels']}, key=int, reverse=True)
+        row['labels'] = {t: {k: mean([r['labels'][t][k] for r in rs if t in r['labels']]) for k in ('label_acc', 'label_acc_reward', 'kept')}
+                         for t in ts}
+        up = lambda key: row[f'{key}_mean'] is not None and row[f'{key}_mean'] > 0 and row[f'{key}_mean'] > (row[f'{key}_std'] or 0)
+        row['judge_up_over_start'], row['judge_up_over_control'] = up('judge_gain'), (m != control and up('judge_vs_control'))
+        row['distribution_kept'] = bool(rs) and all(kept.values())
+        row['meets_goal'] = len(rs) >= 2 and row['judge_up_over_start'] and row['judge_up_over_control'] and row['distribution_kept']   # a spread needs seeds
+        row['train_seconds_mean'] = mean([r['train_seconds'] for r in rs])
+        out[m] = row
+    return out
+
+def stage2_verdict(summary: dict, control: str, faithful: str) -> dict:
+    "Which methods meet the goal (the recommended one: the largest judge gain over the control among them), else which came closest."
+    meets = [m for m, s in summary.items() if s['meets_goal']]
+    kept = [m for m, s in summary.items() if m != control and s['distribution_kept'] and s['judge_vs_control_mean'] is not None]
+    score = lambda m: summary[m]['judge_vs_control_mean'] if summary[m]['judge_vs_control_mean'] is not None else -1e9
+    return {'meets_goal': meets, 'faithful_meets_goal': summary.get(faithful, {}).get('meets_goal', False),
+            'closest': max(kept or [m for m in summary if m != control], key=score),
+            'highest_judge_gain': max((m for m in summary if m != control), key=score),
+            'recommended': max(meets, key=score) if meets else None}
+
+def plot_stage2(result: dict, path, control: str, curves: tuple, panels: list):
+    "Two metrics over cycles (`panels`: (key, title)), label accuracy per RL step, and every method's judge gain over the control."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    runs, summary, v = result['runs'], result['summary'], result['verdict']
+    show = list(dict.fromkeys([*curves, v['closest'], *(v['meets_goal'][:2])]))
+    fig, axs = plt.subplots(1, 4, figsize=(22, 4.4), gridspec_kw={'width_ratios': [1, 1, 1.2, 1.5]})
+    for k, (key, title) in enumerate(panels):
+        ax = axs[k]
+        for i, m in enumerate(show):
+            rs = [r for r in runs if r['method'] == m and not r['error']]
+            if not rs: continue
+            n = min(len(r['curve']) for r in rs)
+            x, y = [c['cycle'] for c in rs[0]['curve'][:n]], np.array([[c[key] for c in r['curve'][:n]] for r in rs])
+            ax.plot(x, y.mean(0), label=m, color=f'C{i}'); ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=f'C{i}', alpha=0.12)
+        ax.set(title=title, xlabel='cycle (RL updates + 1 distillation iteration)')
+        if k == 0: ax.legend(fontsize=7)
+    ax = axs[2]
+    lab = [m for m in summary if summary[m]['labels']]
+    ts = sorted({t for m in lab for t in summary[m]['labels']}, key=int, reverse=True)
+    w = 0.8 / len(ts)
+    for j, t in enumerate(ts):
+        ax.bar(np.arange(len(lab)) + j * w, [summary[m]['labels'].get(t, {}).get('label_acc') or 0 for m in lab], w, label=f't = {t}')
+    ax.axhline(0.5, c='k', lw=0.8, ls='--'); ax.set_ylim(0.3, 1)
+    ax.set_xticks(np.arange(len(lab)) + 0.4 - w / 2, lab, rotation=60, ha='right', fontsize=7)
+    ax.set(title='DPO label accuracy (judge agrees with the winner)'); ax.legend(fontsize=7)
+    ax = axs[3]
+    ms = [m for m in summary if m != control]
+    y = [summary[m]['judge_vs_control_mean'] or 0 for m in ms]
+    e = [summary[m]['judge_vs_control_std'] or 0 for m in ms]
+    ax.bar(range(len(ms)), y, yerr=e, color=['C2' if summary[m]['distribution_kept'] else 'C3' for m in ms], capsize=2)
+    ax.axhline(0, c='k', lw=0.8)
+    ax.set_xticks(range(len(ms)), ms, rotation=60, ha='right', fontsize=7)
+    ax.set(title='judge gain over the control (green: distribution kept)', ylabel='final judge - control (mean ± std over seeds)')
+    fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
+
+
+def merge_partials(result: dict, folder: Path, name: str) -> dict:
+    """Add the runs of `folder/name*.partial.jsonl` (made with `--only` after the full run) to `result['runs']`, a run of the
+    same method and seed replacing the old one, and delete those files: every run is then in the JSON."""
+    parts = sorted(Path(folder).glob(f'{name}*.partial.jsonl'))
+    new = [json.loads(line)['result'] for p in parts for line in p.read_text().splitlines() if line.strip()]
+    key = lambda r: (r['method'], r['seed'])
+    runs = {key(r): r for r in result['runs']}
+    runs.update({key(r): r for r in new})
+    result['runs'] = list(runs.values())
+    for p in parts: p.unlink()
+    return result

@@ -1,4 +1,4 @@
-"""Digits (8x8, CPU): DMD2, the Pixel-GAN ablation and Flash-DMD distilling the same shipped conv UNet teacher, then Stage 2.
+"""Digits (8x8, CPU): DMD2, the Pixel-GAN ablation and Flash-DMD distilling the same shipped conv UNet teacher.
 
 Every number written here is measured by this script in this run. Usage:
 
@@ -12,10 +12,7 @@ N_EVAL samples against the held-out split, in the features of the evaluation net
 Cost is counted three ways: the paper's batch x generator iterations, network passes (forward + backward, in samples,
 counted by hooks) and training seconds (one CPU thread per run).
 
-Stage 2: from each seed's final Stage 1 student of STAGE2_FROM, the reward is stroke thickness (ink_reward, bounded),
-scored for DPO on the teacher's posterior mean; distillation only (control), pure RL and joint RL + distillation run
-for the same number of cycles (5 RL updates + 1 distillation iteration each). Hacking shows as accuracy and Fréchet
-distance (held-out judges, never optimised) getting worse while the ink reward rises.
+Stage 2 on the digits is benchmarks/stage2_digits.py.
 """
 from __future__ import annotations
 import argparse, json, os, platform, time, warnings
@@ -28,41 +25,11 @@ METHODS = {   # name -> (preset, overrides on top of DIGITS_DEFAULTS, iterations
     'dmd2': ('dmd2', {}, 1000), 'flash': ('flash', {}, 500), RECOMMENDED: (RECOMMENDED, {}, 500)}   # split=False: stabilisers.py
 SEEDS, EVAL_EVERY, N_EVAL = (0, 1, 2), 50, 1000
 TARGET_TEACHER_RATIO, TARGET_COST_RATIO = 1.10, 0.10
-STAGE2_FROM = RECOMMENDED
-STAGE2_VARIANTS, CYCLES, RL_LR, STAGE2_EVAL_EVERY = ('distill-only', 'pure-rl', 'flash+rl'), 60, 1e-4, 20
-RL_BETA = 6400.   # DPO beta on the per-dimension log-ratio: 8x8 digits have 64 numbers, so this is the old 100 on the sum
 METRICS = ('fd', 'accuracy', 'confidence', 'diversity', 'precision', 'recall', 'saturation')
 N_SHOW = 40   # samples kept per run for the picture (4 per class)
 
-def _stage2(dist_cfg, state, seed, cycles, eval_every, n_eval, evaluator, teacher):
-    "Stage 2 variants from one Stage 1 state; a curve of reward and judges per variant."
-    import torch
-    from flash_dmd.digits import digits_distiller, student_digits, ink_reward
-    from flash_dmd.rewards import x0_reward
-    from flash_dmd.rl import JointTrainer, rl_preset
-    reward, out = ink_reward(), {}
-    for name in STAGE2_VARIANTS:
-        d = digits_distiller(dist_cfg, teacher)
-        for k, sd in state.items(): getattr(d, k).load_state_dict(sd)
-        jt = JointTrainer(rl_preset(name, lr=RL_LR, beta=RL_BETA, batch=dist_cfg.batch, seed=seed), d, x0_reward(teacher, reward), reward)
-        curve, t0, err = [], time.perf_counter(), None
-        def evaluate(cycle):
-            x, y = student_digits(d.student, n_eval, seed=1)
-            curve.append({'cycle': cycle, 'rl_updates': jt.rl_updates, 'distill_iterations': d.it - state_it,
-                          'reward': reward(x, y).mean().item(), **evaluator(x, y), 'train_seconds': time.perf_counter() - t0})
-            return x
-        state_it = d.it
-        evaluate(0)
-        try:
-            for c in range(1, cycles + 1):
-                jt.step()
-                if c % eval_every == 0 or c == cycles: x = evaluate(c)
-        except FloatingPointError as e: err = str(e)
-        out[name] = {'curve': curve, 'error': err, 'samples': student_digits(d.student, N_SHOW, seed=1)[0].tolist()}
-    return out
-
 def _run(job: dict) -> dict:
-    "One Stage 1 run (and, for STAGE2_FROM, its Stage 2 variants) in a worker process with one thread."
+    "One Stage 1 run in a worker process with one thread."
     import torch
     torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
@@ -78,10 +45,6 @@ def _run(job: dict) -> dict:
     out = {**{k: job[k] for k in ('method', 'seed', 'iters')}, 'curve': curve, 'error': err,
            'wall_seconds': time.perf_counter() - t0,
            'samples': student_digits(d.student, N_SHOW, seed=1)[0].tolist() if d is not None else None}
-    if job['stage2'] and d is not None:      # Stage 2 starts from the EMA student (the one Stage 1 is judged by)
-        state = {k: {n: v.clone() for n, v in getattr(d, src).state_dict().items()}
-                 for k, src in (('student', 'eval_student'), ('fake', 'fake'), ('disc', 'disc')) if getattr(d, src) is not None}
-        out['stage2'] = _stage2(cfg, state, job['seed'], job['cycles'], job['stage2_eval_every'], job['n_eval'], evaluator, teacher)
     return out
 
 def final_value(curve: list, key: str) -> float:
@@ -124,20 +87,6 @@ def digits_targets(summary: dict, refs: dict, method: str) -> dict:
             'cost_target_met': improved and ratio is not None and ratio <= TARGET_COST_RATIO,
             'n_diverged': row['n_diverged'], 'teacher_ratio_target': TARGET_TEACHER_RATIO, 'cost_ratio_target': TARGET_COST_RATIO}
 
-def summarise_stage2(runs: list) -> dict:
-    "Per Stage 2 variant: change of reward and of each judge from the Stage 1 start, and the final values, over seeds."
-    out = {}
-    for v in STAGE2_VARIANTS:
-        curves = [r['stage2'][v]['curve'] for r in runs if r.get('stage2') and not r['stage2'][v]['error']]
-        row = {'n_seeds': len(curves)}
-        for key in ('reward',) + METRICS:
-            row[key] = _ms([final_value(c, key) for c in curves])
-            row[f'{key}_change'] = _ms([final_value(c, key) - c[0][key] for c in curves])
-        row['rl_updates'], row['distill_iterations'] = curves[-1][-1]['rl_updates'] if curves else None, curves[-1][-1]['distill_iterations'] if curves else None
-        row['train_seconds'] = _ms([c[-1]['train_seconds'] for c in curves])
-        out[v] = row
-    return out
-
 def plot(runs, refs_samples, methods, path):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -146,14 +95,12 @@ def plot(runs, refs_samples, methods, path):
     from flash_dmd.digits import show_digits
     by_class = lambda x: torch.stack(torch.as_tensor(x).split(10), 1).flatten(0, 1)   # one row per class
     seed0 = {r['method']: r for r in runs if r['seed'] == min(r2['seed'] for r2 in runs)}
-    s2 = seed0.get(STAGE2_FROM, {}).get('stage2') or {}
     panels = [(k, v) for k, v in refs_samples.items()] + [(f'{m} student (4 steps)', seed0[m]['samples']) for m in methods if seed0.get(m, {}).get('samples')]
-    panels += [(f'Stage 2: {v}', s2[v]['samples']) for v in ('pure-rl', 'flash+rl') if v in s2]
     fig = plt.figure(figsize=(2.1 * max(len(panels), 4), 7.2))
     gs = fig.add_gridspec(2, len(panels))
     for i, (title, x) in enumerate(panels):
         show_digits(fig.add_subplot(gs[0, i]), by_class(x), nrow=4, title=title)
-    gs2 = gs[1, :].subgridspec(1, 5)
+    gs2 = gs[1, :].subgridspec(1, 3)
     for j, (key, xkey, title) in enumerate([('fd', 'batch_x_iters', "FD (EMA student) vs batch x iterations (paper's unit)"),
                                             ('raw_fd', 'batch_x_iters', 'FD of the raw student'),
                                             ('saturation', 'iterations', 'saturated pixels (|x| > 1.05)')]):
@@ -168,14 +115,6 @@ def plot(runs, refs_samples, methods, path):
             ax.fill_between(x, y.min(0), y.max(0), color=f'C{k}', alpha=0.15)
         ax.set_title(title, fontsize=9); ax.set_xlabel(xkey.replace('_', ' ') + ' (mean, min-max over seeds)', fontsize=8)
         if j == 0: ax.legend(fontsize=7)
-    for j, (key, title) in enumerate([('reward', 'Stage 2: ink reward (training reward)'), ('fd', 'Stage 2: Fréchet distance (judge)')]):
-        ax = fig.add_subplot(gs2[0, 3 + j])
-        for k, v in enumerate(STAGE2_VARIANTS):
-            cs = [r['stage2'][v]['curve'] for r in runs if r.get('stage2') and r['stage2'][v]['curve']]
-            if not cs: continue
-            n = min(len(c) for c in cs)
-            ax.plot([p['cycle'] for p in cs[0][:n]], np.mean([[p[key] for p in c[:n]] for c in cs], 0), color=f'C{k + 4}', label=v)
-        ax.set_title(title, fontsize=9); ax.set_xlabel(f'cycles from the {STAGE2_FROM} student', fontsize=8); ax.legend(fontsize=7)
     fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
 
 def main(argv=None):
@@ -187,8 +126,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS))   # from the repository root, wherever it runs
     out.mkdir(parents=True, exist_ok=True)
-    if a.quick: seeds, scale, every, n_eval, cycles, s2_every = (0,), 0.012, 3, 200, 2, 1
-    else: seeds, scale, every, n_eval, cycles, s2_every = SEEDS, 1.0, EVAL_EVERY, N_EVAL, CYCLES, STAGE2_EVAL_EVERY
+    if a.quick: seeds, scale, every, n_eval = (0,), 0.012, 3, 200
+    else: seeds, scale, every, n_eval = SEEDS, 1.0, EVAL_EVERY, N_EVAL
     t0 = time.time()
     import torch
     torch.set_num_threads(1)
@@ -201,19 +140,16 @@ def main(argv=None):
     show = {'held-out data': torch.stack([x[y == c][:4] for c in range(10)], 1).flatten(0, 1),   # balanced order, like samples
             'teacher, 50 steps': teacher_digits(teacher, N_SHOW, 50)[0], 'teacher, 4 steps': teacher_digits(teacher, N_SHOW, 4)[0]}
     jobs = [dict(method=m, preset=pre, overrides=ov, iters=max(round(it * scale), 2), eval_every=every, n_eval=n_eval, seed=s,
-                 stage2=(m == STAGE2_FROM), cycles=cycles, stage2_eval_every=s2_every)
+                 )
             for s in seeds for m, (pre, ov, it) in METHODS.items()]
-    jobs.sort(key=lambda j: (not j['stage2'], -j['iters']))                          # longest first: better packing
+    jobs.sort(key=lambda j: -j['iters'])                          # longest first: better packing
     if a.only is not None: return run_jobs(_run, [j for j in jobs if j['method'] in a.only], a.workers, out / f"digits.{'+'.join(a.only)}.partial.jsonl")
     runs = run_jobs(_run, jobs, a.workers, out / 'digits.partial.jsonl')
     methods = list(METHODS)
     summary = summarise(runs, methods)
     targets = digits_targets(summary, refs, RECOMMENDED)
-    stage2 = summarise_stage2(runs)
     plot(runs, show, methods, out / 'digits.png')                    # the picture needs the samples; the JSON does not
-    for r in runs:
-        r.pop('samples', None)
-        for v in (r.get('stage2') or {}).values(): v.pop('samples', None)
+    for r in runs: r.pop('samples', None)
     result = {
         'benchmark': 'digits', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
         'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(),
@@ -223,13 +159,10 @@ def main(argv=None):
                    'recommended': RECOMMENDED, 'digits_defaults': DIGITS_DEFAULTS,
                    'methods': {m: {'preset': pre, 'overrides': ov, 'iterations': it} for m, (pre, ov, it) in METHODS.items()},
                    'distill_configs': {m: asdict(digits_preset(pre, **ov)) for m, (pre, ov, _) in METHODS.items()},
-                   'teacher': digits_teacher_meta(),
-                   'stage2': {'from': STAGE2_FROM, 'variants': list(STAGE2_VARIANTS), 'cycles': cycles, 'rl_lr': RL_LR, 'rl_beta': RL_BETA,
-                              'reward': 'ink_reward(0.1) on the teacher posterior mean (DPO); judges: evaluation network'}},
+                   'teacher': digits_teacher_meta()},
         'references': refs,
         'summary': summary,
         'targets': targets,
-        'stage2_summary': stage2,
         'runs': runs,
     }
     (out / 'digits.json').write_text(json.dumps(result, indent=1, default=float))
@@ -239,8 +172,6 @@ def main(argv=None):
     fmt = lambda d: f"{d['mean']:.3f}±{d['std']:.3f}" if d.get('mean') is not None else 'n/a'
     for m, s in summary.items():
         print(f"{m:14s} " + ' '.join(f"{k} {fmt(s[k])}" for k in ('fd', 'raw_fd', 'best_fd', 'recall', 'saturation', 'batch_x_iters', 'train_seconds')))
-    for v, s in stage2.items():
-        print(f"stage2 {v:12s} " + ' '.join(f"{k} {fmt(s[k])}" for k in ('reward_change', 'accuracy_change', 'fd_change', 'saturation')))
     return result
 
 if __name__ == '__main__':

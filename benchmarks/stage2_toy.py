@@ -1,177 +1,206 @@
-"""Stage 2 on toy 2D: joint RL + distillation against its controls and baselines, and reward hacking measured.
+"""Stage 2 on toy 2D: does joint RL raise a held-out judge? The faithful recipe, its levers one at a time, the controls.
 
 Every number written here is measured by this script in this run. Usage:
 
-    python benchmarks/stage2_toy.py            # full run (about 15 minutes on 2 cores): benchmarks/results/stage2_toy.{json,png}
-    python benchmarks/stage2_toy.py --quick    # about a minute, checks the pipeline: benchmarks/results/quick/
+    python benchmarks/stage2_toy.py                 # full run (about 40 minutes on 2 cores): benchmarks/results/stage2_toy.{json,png}
+    python benchmarks/stage2_toy.py --quick         # about a minute, checks the pipeline: benchmarks/results/quick/
+    python benchmarks/stage2_toy.py --only a b      # run some methods now; a later full run reuses them
 
-Setting (see nbs/05_rewards and nbs/06_joint_rl): the 25-mode grid; the training reward is the bounded side
-preference tanh(x); the policy optimises a noise-aware reward model (LRM) trained on teacher samples labelled by that
-reward with Bradley-Terry noise; a held-out judge rewards samples on a mode of their own class (credit by that mode's
-side) and is never trained on. Every method starts from the same Stage 1 Flash-DMD student of its seed.
+Setting (see nbs/05_rewards and nbs/06_joint_rl): the 25-mode grid (each class has one mode in each column); the
+training reward is the bounded side preference tanh(x); the policy optimises a noise-aware reward model (LRM) trained on
+teacher samples labelled by that reward with Bradley-Terry noise; a held-out judge, never trained on, rewards samples on
+a mode of their own class with credit for that mode's side. Every method starts from the same Stage 1 Flash-DMD EMA
+student of its seed and runs the same number of cycles; the distillation-only control is in every table.
+
+Each RL update also measures its DPO labels: both the winner and the loser are finished by the student with the same
+noise, and the judge (and the training reward) say which clean sample is better; the share that agrees with the reward
+model is the label accuracy at that RL step (0.5 is a coin flip).
+
+The goal (beyond the paper): the judge rises by more than its seed spread, over the start and over the control, while
+mode precision and coverage stay within 5% of the start.
 """
 from __future__ import annotations
 import argparse, json, os, platform, time, warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _stats import mean as _mean, std as _std, RESULTS   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import RESULTS, run_jobs, rl_labels, stage2_summary, stage2_verdict, plot_stage2, merge_partials   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 DATASET, SEEDS, STAGE1_ITERS, CYCLES, EVAL_EVERY = 'grid25', (0, 1, 2, 3, 4), 1500, 200, 25
-# name -> (RL preset, RL:DM ratio, extra); a cycle is `ratio` RL updates then one distillation iteration
+RL_LR, RL_BETA = 1e-4, 200.   # beta on the per-dimension log-ratio: toy points have 2 numbers, so the old 100 on the sum
+CONTROL, FAITHFUL = 'distill-only', 'flash+rl'
+LRMS = {'lrm': dict(pairs=20000, steps=800), 'lrm-strong': dict(pairs=80000, steps=3200), 'teacher-x0': {}}
+# name -> (RL preset, RL:DM ratio, RLConfig overrides, reward model); a cycle is `ratio` RL updates then one distillation iteration
 METHODS = {
-    'flash+rl': ('flash+rl', 5, {}), 'distill-only': ('distill-only', 5, {}), 'pure-rl': ('pure-rl', 5, {}),
-    'joint-no-pixelgan': ('joint-no-pixelgan', 5, {}), 'rl-all-steps': ('rl-all-steps', 5, {}),
-    'post-hoc': ('post-hoc', 5, {}), 'refl': ('refl', 5, {}),
-    'flash+rl@1:1': ('flash+rl', 1, {}), 'flash+rl@2:1': ('flash+rl', 2, {}), 'flash+rl@10:1': ('flash+rl', 10, {})}
-RL_LR = 1e-4
-RL_BETA = 200.   # DPO beta on the per-dimension log-ratio: toy points have 2 numbers, so this is the old 100 on the sum
+    CONTROL: ('distill-only', 5, {}, 'lrm'),
+    FAITHFUL: ('flash+rl', 5, {}, 'lrm'),                                   # the paper's recipe: DPO at 999/749, 5:1, k=4
+    'pure-rl': ('pure-rl', 5, {}, 'lrm'),
+    'refl': ('refl', 5, {}, 'lrm'),
+    'steps 749/499': ('flash+rl', 5, {'rl_steps': (749, 499)}, 'lrm'),
+    'steps 999/749/499': ('flash+rl', 5, {'rl_steps': (999, 749, 499)}, 'lrm'),
+    'min_gap 1': ('flash+rl', 5, {'min_gap': 1.0}, 'lrm'),
+    'k 8': ('flash+rl', 5, {'k': 8}, 'lrm'),
+    'beta 50': ('flash+rl', 5, {'beta': 50.}, 'lrm'),
+    'beta 800': ('flash+rl', 5, {'beta': 800.}, 'lrm'),
+    'lr 3e-4': ('flash+rl', 5, {'lr': 3e-4}, 'lrm'),
+    'lrm strong': ('flash+rl', 5, {}, 'lrm-strong'),
+    'rm teacher-x0': ('flash+rl', 5, {}, 'teacher-x0'),
+    'ratio 1:1': ('flash+rl', 1, {}, 'lrm'),
+    'ratio 10:1': ('flash+rl', 10, {}, 'lrm'),
+    'steps 999/749/499 + min_gap 1': ('flash+rl', 5, {'rl_steps': (999, 749, 499), 'min_gap': 1.0}, 'lrm'),
+}
+GOAL_KEEP = 0.95   # mode precision and coverage at least this share of the start
+SHOW_SEED, N_SHOW = 0, 600   # final samples of this seed are kept, for the picture in the PNG and in nbs/06_joint_rl
 
-def _setup(job):
+def _teacher(job):
     import torch
     torch.set_num_threads(1); warnings.filterwarnings('ignore')
-    from flash_dmd.toy import TeacherConfig, load_teacher, teacher_key, teacher_samples
-    from flash_dmd.rewards import side_reward, preference_pairs, train_lrm, NoiseAwareRewardModel
+    from flash_dmd.toy import TeacherConfig, load_teacher, teacher_key
     tcfg = TeacherConfig(DATASET, 'vp', **job['teacher'])
-    teacher = load_teacher(tcfg, 0)
-    xs, cs = teacher_samples(teacher, 4000, 50, seed=100 + job['seed'])
-    pairs = preference_pairs(xs, cs, side_reward(), 20000, 0.1, torch.Generator().manual_seed(job['seed']))
-    lrm = train_lrm(NoiseAwareRewardModel(teacher.schedule, teacher.n_classes), pairs, steps=job['lrm_steps'], batch=256, seed=job['seed'])
-    return tcfg, teacher, lrm
+    return load_teacher(tcfg, 0), teacher_key(tcfg, 0)
+
+def reward_model(kind: str, teacher, seed: int, scale: dict):
+    "The reward model DPO ranks candidates with: a Bradley-Terry LRM (`lrm`, `lrm-strong`) or the reward of the teacher's posterior mean."
+    import torch
+    from flash_dmd.toy import teacher_samples
+    from flash_dmd.rewards import side_reward, preference_pairs, train_lrm, NoiseAwareRewardModel, x0_reward
+    if kind == 'teacher-x0': return x0_reward(teacher, side_reward())
+    n = LRMS[kind]
+    xs, cs = teacher_samples(teacher, 4000, 50, seed=100 + seed)
+    pairs = preference_pairs(xs, cs, side_reward(), int(n['pairs'] * scale['lrm']), 0.1, torch.Generator().manual_seed(seed))
+    return train_lrm(NoiseAwareRewardModel(teacher.schedule, teacher.n_classes), pairs, steps=max(int(n['steps'] * scale['lrm']), 10),
+                     batch=256, seed=seed)
+
+def rm_accuracy(score, teacher, seed: int, ts=(999, 749, 499, 249)) -> dict:
+    "How often the reward model orders held-out teacher pairs (noised to t) as the noiseless training reward does."
+    from flash_dmd.toy import teacher_samples
+    from flash_dmd.rewards import side_reward, pairwise_accuracy
+    xs, cs = teacher_samples(teacher, 4000, 50, seed=900 + seed)
+    same = cs[:2000] == cs[2000:]
+    xa, xb, c = xs[:2000][same], xs[2000:][same], cs[:2000][same]
+    return {str(t): pairwise_accuracy(score, xa, xb, c, side_reward(), teacher.schedule, t) for t in ts}
 
 def _stage1(job):
     "Train (and cache) the Stage 1 student of one seed."
-    import torch; torch.set_num_threads(1); warnings.filterwarnings('ignore')
-    from flash_dmd.toy import TeacherConfig, load_teacher, teacher_key
     from flash_dmd.distill import preset
     from flash_dmd.rl import load_stage1
-    tcfg = TeacherConfig(DATASET, 'vp', **job['teacher'])
+    teacher, key = _teacher(job)
     t0 = time.perf_counter()
-    load_stage1(load_teacher(tcfg, 0), teacher_key(tcfg, 0), DATASET, preset('flash', seed=job['seed']), job['stage1_iters'])
+    load_stage1(teacher, key, DATASET, preset('flash', seed=job['seed']), job['stage1_iters'])
     return {'seed': job['seed'], 'seconds': time.perf_counter() - t0}
 
 def _run(job):
-    "One Stage 2 run from the seed's Stage 1 student; its curve of reward, judge and distribution metrics."
+    "One Stage 2 run from the seed's Stage 1 student: its curve of reward, judge and distribution metrics, and its label accuracy."
     import torch
-    tcfg, teacher, lrm = _setup(job)
-    from flash_dmd.toy import teacher_key, make_toy, toy_metrics
+    teacher, key = _teacher(job)
+    from flash_dmd.toy import make_toy, toy_metrics
     from flash_dmd.distill import preset, student_samples
     from flash_dmd.rl import load_stage1, JointTrainer, rl_preset
     from flash_dmd.rewards import side_reward, judge_reward
     ref = make_toy(DATASET, job['n_eval'], seed=777)
     reward, judge = side_reward(), judge_reward(ref)
-    d = load_stage1(teacher, teacher_key(tcfg, 0), DATASET, preset('flash', seed=job['seed']), job['stage1_iters'])
+    rm = reward_model(job['rm'], teacher, job['seed'], job['scale'])
+    d = load_stage1(teacher, key, DATASET, preset('flash', seed=job['seed']), job['stage1_iters'])
 
-    def evaluate(cycle, phase_cycles):
+    def evaluate(cycle, jt):
         x, y = student_samples(d.student, job['n_eval'], teacher.n_classes, teacher.schedule, seed=1)
         m = toy_metrics(x, y, ref)
-        with torch.no_grad(): lrm_score = lrm(x, torch.zeros(len(x)), y).mean().item()
-        return {'cycle': cycle, 'rl_updates': phase_cycles['rl'], 'distill_iterations': phase_cycles['dm'],
-                'reward': reward(x, y).mean().item(), 'judge': judge(x, y).mean().item(), 'lrm_clean': lrm_score,
+        return {'cycle': cycle, 'rl_updates': jt.rl_updates, 'distill_iterations': d.it - it0,
+                'reward': reward(x, y).mean().item(), 'judge': judge(x, y).mean().item(),
                 'swd': m['swd'], 'mode_precision': m['mode_precision'], 'coverage': m['coverage'],
                 'precision': m['precision'], 'recall': m['recall']}
 
-    phases = ([('distill-only', job['cycles']), ('pure-rl', job['cycles'])] if job['rl_preset'] == 'post-hoc'
-              else [(job['rl_preset'], job['cycles'])])
-    curve, cyc, counts, err, t0 = [], 0, {'rl': 0, 'dm': 0}, None, time.perf_counter()
-    curve.append(evaluate(0, counts))
+    cfg = rl_preset(job['rl_preset'], rl_ratio=job['ratio'], **{'lr': RL_LR, 'beta': RL_BETA, **job['rl']}, seed=job['seed'])
+    jt, it0, err, t0 = JointTrainer(cfg, d, rm, reward, judge=judge), d.it, None, time.perf_counter()
+    curve = [evaluate(0, jt)]
     try:
-        for name, n in phases:
-            jt = JointTrainer(rl_preset(name, rl_ratio=job['ratio'], lr=RL_LR, beta=RL_BETA, seed=job['seed']), d, lrm, reward)
-            for i in range(n):
-                jt.step(); cyc += 1
-                counts = {'rl': counts['rl'] + (jt.cfg.rl_ratio if jt.cfg.rl != 'none' else 0), 'dm': counts['dm'] + int(jt.cfg.distill)}
-                if cyc % job['eval_every'] == 0: curve.append(evaluate(cyc, counts))
+        for c in range(1, job['cycles'] + 1):
+            jt.step()
+            if c % job['eval_every'] == 0: curve.append(evaluate(c, jt))
     except FloatingPointError as e:
         err = str(e)
-    return {k: job[k] for k in ('method', 'seed', 'ratio')} | {'curve': curve, 'error': err, 'train_seconds': time.perf_counter() - t0}
-
-def _final(curve, key, last=2):
-    v = [r[key] for r in curve[-last:]]
-    return sum(v) / len(v)
-
-
-def summarise(runs, methods):
-    out = {}
-    control = {r['seed']: r for r in runs if r['method'] == 'distill-only' and r['curve']}
-    for m in methods:
-        rs = [r for r in runs if r['method'] == m and len(r['curve']) > 1]
-        g = lambda key: [_final(r['curve'], key) - r['curve'][0][key] for r in rs]
-        vs_ctrl = lambda key: [_final(r['curve'], key) - _final(control[r['seed']]['curve'], key) for r in rs if r['seed'] in control]
-        out[m] = {'n_seeds': len(rs), 'n_diverged': len([r for r in runs if r['method'] == m]) - len(rs),
-                  'reward_gain_mean': _mean(g('reward')), 'reward_gain_std': _std(g('reward')),
-                  'judge_gain_mean': _mean(g('judge')), 'judge_gain_std': _std(g('judge')),
-                  'precision_mean': _mean([_final(r['curve'], 'mode_precision') for r in rs]),
-                  'swd_drift_mean': _mean(g('swd')), 'coverage_mean': _mean([_final(r['curve'], 'coverage') for r in rs]),
-                  'reward_vs_control_mean': _mean(vs_ctrl('reward')), 'judge_vs_control_mean': _mean(vs_ctrl('judge')),
-                  'swd_vs_control_mean': _mean(vs_ctrl('swd')), 'precision_vs_control_mean': _mean(vs_ctrl('mode_precision')),
-                  'train_seconds_mean': _mean([r['train_seconds'] for r in rs])}
+    out = {k: job[k] for k in ('method', 'seed')} | {'curve': curve, 'error': err, 'labels': rl_labels(jt.rl_log),
+                                                     'train_seconds': time.perf_counter() - t0}
+    if job['seed'] == SHOW_SEED:                                          # the final samples of one seed, for the picture
+        x, y = student_samples(d.student, N_SHOW, teacher.n_classes, teacher.schedule, seed=1)
+        out['samples'] = {'x': [[round(v, 3) for v in p] for p in x.tolist()], 'y': y.tolist()}
     return out
 
-def plot(runs, methods, path):
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
-    main = [m for m in ('distill-only', 'flash+rl', 'pure-rl', 'joint-no-pixelgan', 'rl-all-steps', 'refl', 'post-hoc') if m in methods]
-    fig, axs = plt.subplots(1, 5, figsize=(24, 4.2))
-    for k, (key, title) in enumerate([('reward', 'training reward (side)'), ('judge', 'held-out judge'),
-                                      ('mode_precision', 'mode precision'), ('swd', 'SWD to data')]):
-        ax = axs[k]
-        for i, m in enumerate(main):
-            rs = [r for r in runs if r['method'] == m and len(r['curve']) > 1]
-            if not rs: continue
-            n = min(len(r['curve']) for r in rs)
-            x = [c['cycle'] for c in rs[0]['curve'][:n]]
-            y = np.array([[c[key] for c in r['curve'][:n]] for r in rs])
-            ax.plot(x, y.mean(0), label=m, color=f'C{i}'); ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=f'C{i}', alpha=0.12)
-        ax.set(title=title, xlabel='cycle (RL updates + 1 distillation iteration)')
-        if k == 0: ax.legend(fontsize=7)
-    ax = axs[4]
-    for i, m in enumerate(methods):
-        rs = [r for r in runs if r['method'] == m and len(r['curve']) > 1]
-        ax.scatter([_final(r['curve'], 'swd') - r['curve'][0]['swd'] for r in rs],
-                   [_final(r['curve'], 'reward') - r['curve'][0]['reward'] for r in rs], label=m, color=f'C{i % 10}',
-                   marker='o' if '@' not in m else 'x')
-    ax.axvline(0, c='k', lw=0.6); ax.axhline(0, c='k', lw=0.6)
-    ax.set(xlabel='SWD drift (final - start)', ylabel='reward gain (final - start)', title='reward gain against distribution drift')
-    ax.legend(fontsize=6)
-    fig.tight_layout(); fig.savefig(path, dpi=85); plt.close(fig)
+def summarise(runs: list, methods: list) -> dict:
+    "Per method over seeds (see `_stats.stage2_summary`): the judge's gain over the start and the control, mode precision and coverage kept."
+    return stage2_summary(runs, methods, CONTROL, ('reward', 'judge', 'swd', 'mode_precision', 'coverage', 'recall'),
+                          {'mode_precision': 'higher', 'coverage': 'higher'}, GOAL_KEEP)
+
+def _method_config() -> dict:
+    "METHODS as JSON: each method's RL preset, RL:DM ratio, overrides and reward model."
+    return {m: {'rl_preset': pre, 'rl_dm_ratio': ratio, 'overrides': {k: list(v) if isinstance(v, tuple) else v for k, v in ov.items()},
+                'reward_model': rm} for m, (pre, ratio, ov, rm) in METHODS.items()}
+
+CURVES = (CONTROL, FAITHFUL, 'pure-rl', 'refl')
+
+def plot(result: dict, path):
+    "Judge and mode precision over cycles, label accuracy per RL step, and every method's judge gain over the control."
+    plot_stage2(result, path, CONTROL, CURVES, [('judge', 'held-out judge (never trained on)'), ('mode_precision', 'mode precision')])
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='a tiny run that checks the pipeline and the file shape')
-    p.add_argument('--out', default=None)
+    p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
     p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
+    p.add_argument('--seeds', type=int, nargs='*', default=None, help='seeds (default 0-4)')
+    p.add_argument('--resummarise', action='store_true', help='add the runs of later --only runs to the JSON; recompute the summary, verdict and figure')
     a = p.parse_args(argv)
-    out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)   # results/ beside this script, wherever it runs
-    if a.quick: seeds, base = (0,), dict(teacher={'steps': 300}, stage1_iters=30, cycles=8, eval_every=4, lrm_steps=100, n_eval=500)
-    else: seeds, base = SEEDS, dict(teacher={}, stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, lrm_steps=800, n_eval=1500)
+    out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)
+    if a.resummarise:
+        result = merge_partials(json.loads((out / 'stage2_toy.json').read_text()), out, 'stage2_toy')
+        result['config']['methods'] = {m: v for m, v in _method_config().items() if any(r['method'] == m for r in result['runs'])}
+        result['summary'] = summarise(result['runs'], list(result['config']['methods']))
+        result['verdict'] = stage2_verdict(result['summary'], CONTROL, FAITHFUL)
+        return _write(result, out)
+    if a.quick: seeds, base = (0,), dict(teacher={'steps': 300}, stage1_iters=30, cycles=8, eval_every=4, n_eval=500, scale={'lrm': 0.05})
+    else: seeds, base = SEEDS, dict(teacher={}, stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, n_eval=1500, scale={'lrm': 1.0})
+    if a.seeds is not None: seeds = tuple(a.seeds)
     t0 = time.time()
+    from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(a.workers) as ex:
         s1 = list(ex.map(_stage1, [dict(seed=s, **base) for s in seeds]))
-        print('Stage 1 students ready:', [round(r['seconds']) for r in s1], 's', flush=True)
-        jobs = [dict(method=m, rl_preset=pre, ratio=ratio, seed=s, **base) for s in seeds for m, (pre, ratio, _) in METHODS.items()]
-        runs = []
-        for i, r in enumerate(ex.map(_run, jobs), 1):
-            runs.append(r); c = r['curve'][-1]
-            print(f"[{i}/{len(jobs)}] {r['method']:18s} seed {r['seed']}: reward {c['reward']:+.3f} judge {c['judge']:+.3f} "
-                  f"swd {c['swd']:.3f} precision {c['mode_precision']:.3f}" + (f" DIVERGED {r['error']}" if r['error'] else ''), flush=True)
-    summary = summarise(runs, list(METHODS))
+    print('Stage 1 students ready:', [round(r['seconds']) for r in s1], 's', flush=True)
+    methods = [m for m in METHODS if a.only is None or m in a.only]
+    jobs = [dict(method=m, rl_preset=pre, ratio=ratio, rl=ov, rm=rm, seed=s, **base)
+            for s in seeds for m, (pre, ratio, ov, rm) in METHODS.items() if m in methods]
+    tag = '' if a.only is None else '.' + '+'.join(x.replace(' ', '_').replace('/', '-').replace(':', '-') for x in a.only)
+    runs = run_jobs(_run, jobs, a.workers, out / f'stage2_toy{tag}.partial.jsonl')
+    if a.only is not None: return runs
     import torch
     from flash_dmd.rl import RL_PRESETS
+    teacher, _ = _teacher(dict(seed=0, **base))
+    rm_acc = {kind: rm_accuracy(reward_model(kind, teacher, 0, base['scale']), teacher, 0) for kind in LRMS}
+    summary = summarise(runs, list(METHODS))
     result = {'benchmark': 'stage2_toy', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
               'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(), 'workers': a.workers},
               'config': {'dataset': DATASET, 'seeds': list(seeds), **base, 'rl_lr': RL_LR, 'rl_beta': RL_BETA, 'stage1_preset': 'flash',
-                         'methods': {m: {'rl_preset': pre, 'rl_dm_ratio': ratio} for m, (pre, ratio, _) in METHODS.items()},
+                         'stage2_start': 'the EMA student of the Stage 1 run', 'control': CONTROL, 'faithful': FAITHFUL,
+                         'methods': _method_config(),
                          'rl_presets': {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()} for k, v in RL_PRESETS.items()},
+                         'reward_models': {**LRMS, 'teacher-x0': 'the training reward of the teacher posterior mean'},
                          'training_reward': 'tanh(x[:, 0])', 'judge': 'tanh(nearest own-class mode x) * exp(-d^2 / (2 (2 std)^2))',
-                         'post_hoc': 'distill-only for `cycles`, then pure-rl for `cycles`',
-                         'final_value': 'mean of the last 2 evaluations'},
-              'stage1_seconds': s1, 'summary': summary, 'runs': runs}
-    (out / 'stage2_toy.json').write_text(json.dumps(result, indent=1))
-    plot(runs, list(METHODS), out / 'stage2_toy.png')
-    print(f"wrote {out / 'stage2_toy.json'} and {out / 'stage2_toy.png'} in {time.time() - t0:.0f}s")
-    print(json.dumps({m: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()} for m, s in summary.items()}, indent=1))
+                         'final_value': 'mean of the last 2 evaluations (the end of the budget)',
+                         'goal': f'judge gain > its seed std over the start and over the control, mode precision and coverage >= {GOAL_KEEP} x start',
+                         'label_accuracy': 'winner and loser finished by the student with the same noise; share the judge orders as the reward model did'},
+              'reward_model_accuracy': rm_acc, 'stage1_seconds': s1, 'summary': summary, 'verdict': stage2_verdict(summary, CONTROL, FAITHFUL), 'runs': runs}
+    for part in out.glob('stage2_toy*.partial.jsonl'): part.unlink()          # every run is in the JSON now
+    return _write(result, out)
+
+def _write(result: dict, out: Path) -> dict:
+    "Write the JSON and the figure, and print the verdict and one line per method."
+    (out / 'stage2_toy.json').write_text(json.dumps(result, indent=1, default=float))
+    plot(result, out / 'stage2_toy.png')
+    print(f"wrote {out / 'stage2_toy.json'} and {out / 'stage2_toy.png'}")
+    print('verdict:', json.dumps(result['verdict']))
+    for m, s in result['summary'].items():
+        print(f"{m:18s} judge {s['judge_gain_mean']:+.3f}±{s['judge_gain_std']:.3f} vs control {s['judge_vs_control_mean'] or 0:+.3f}"
+              f"±{s['judge_vs_control_std'] or 0:.3f} precision kept {s['mode_precision_kept_mean']:.2f} coverage kept {s['coverage_kept_mean']:.2f} "
+              'labels ' + ' '.join(f"{t}:{v['label_acc']:.2f}" for t, v in s['labels'].items() if v['label_acc'] is not None))
     return result
 
 if __name__ == '__main__':

@@ -74,57 +74,51 @@ def cost_ratios_of(d: dict, m: str):
     return None if c is None else c / d['dmd2_budget']['batch_x_iters']
 
 def stage2_table(res: dict) -> str:
-    cfg = res['config']
-    lines = [f"Stage 2 on toy 2D (`benchmarks/stage2_toy.py`, {len(cfg['seeds'])} seeds, `{cfg['dataset']}`, {cfg['cycles']} cycles from "
-             f"the same Stage 1 student; gains are final minus start; 'vs control' is final minus the distillation-only run of the same seed):", '',
-             '| method | RL:DM | reward gain | judge gain | reward vs control | judge vs control | mode precision | SWD drift | coverage | diverged |',
-             '|---|---|---|---|---|---|---|---|---|---|']
-    for m, s in res['summary'].items():
-        ratio = cfg['methods'][m]['rl_dm_ratio']
-        lines.append(f"| `{m}` | {ratio}:1 | {_f(s['reward_gain_mean'])} ± {_f(s['reward_gain_std'])} | {_f(s['judge_gain_mean'])} ± {_f(s['judge_gain_std'])} | "
-                     f"{_f(s['reward_vs_control_mean'])} | {_f(s['judge_vs_control_mean'])} | {_f(s['precision_mean'])} | "
-                     f"{_f(s['swd_drift_mean'])} | {_f(s['coverage_mean'], 2)} | {s['n_diverged']} |")
+    "Stage 2 (toy or digits): every method against the control, label accuracy per RL step, the goal, and the verdict."
+    cfg, S, V = res['config'], res['summary'], res['verdict']
+    toy = res['benchmark'] == 'stage2_toy'
+    keep = ('mode_precision', 'coverage') if toy else ('fd', 'recall')
+    where = f"toy 2D `{cfg['dataset']}` (`benchmarks/stage2_toy.py`)" if toy else 'the 8x8 digits (`benchmarks/stage2_digits.py`)'
+    lines = [f"Stage 2 on {where}: {len(cfg['seeds'])} seeds, {cfg['cycles']} cycles from {cfg['stage2_start']} (`{cfg['stage1_preset']}`); "
+             f"final = {cfg['final_value']}; 'vs control' is final minus the `{cfg['control']}` run of the same seed. "
+             f"Training reward: {cfg['training_reward']}. Held-out judge (never trained on): {cfg['judge']}. "
+             f"Label accuracy: {cfg['label_accuracy']} (0.5 = coin flip). Goal: {cfg['goal']}.", '',
+             f"| method | RL:DM | judge gain | judge vs control | reward vs control | {keep[0]} / start | {keep[1]} / start | label accuracy by RL step | goal |",
+             '|---|---|---|---|---|---|---|---|---|']
+    for m, s in S.items():
+        lab = ', '.join(f"{t}: {_f(v['label_acc'], 2)}" for t, v in s['labels'].items() if v['label_acc'] is not None) or '-'
+        lines.append(f"| `{m}` | {cfg['methods'][m]['rl_dm_ratio']}:1 | {_f(s['judge_gain_mean'])} ± {_f(s['judge_gain_std'])} | "
+                     f"{_f(s['judge_vs_control_mean'])} ± {_f(s['judge_vs_control_std'])} | {_f(s['reward_vs_control_mean'])} | "
+                     f"{_f(s[f'{keep[0]}_kept_mean'], 2)} | {_f(s[f'{keep[1]}_kept_mean'], 2)} | {lab} | {'yes' if s['meets_goal'] else 'no'} |")
     return '\n'.join(lines + [''] + stage2_verdicts(res))
 
 def stage2_verdicts(res: dict) -> list[str]:
-    "Plain statements read off the Stage 2 summary (the rules are in this function, the numbers in the JSON)."
-    S = res['summary']
-    j, pure, ctrl, nog = S['flash+rl'], S['pure-rl'], S['distill-only'], S['joint-no-pixelgan']
-    out = []
-    hacked = pure['reward_vs_control_mean'] > 0 and (pure['precision_mean'] < ctrl['precision_mean'] - 0.05 or pure['swd_drift_mean'] > ctrl['swd_drift_mean'] + 0.03)
-    out.append(f"- Pure RL against the control: reward {_f(pure['reward_vs_control_mean'])}, judge {_f(pure['judge_vs_control_mean'])}, "
-               f"mode precision {_f(pure['precision_mean'])} (control {_f(ctrl['precision_mean'])}), SWD drift {_f(pure['swd_drift_mean'])} "
-               f"(control {_f(ctrl['swd_drift_mean'])}): " + ('the reward rose while the samples left the modes, which is reward hacking (the judge, which '
-               'credits only on-mode samples, rose less than the reward).' if hacked else 'no hacking by this rule.'))
-    noise = max(ctrl['reward_gain_std'] or 0, j['reward_gain_std'] or 0)
-    out.append(f"- Joint RL (5:1) against the distillation-only control of the same seeds: reward {_f(j['reward_vs_control_mean'])}, "
-               f"judge {_f(j['judge_vs_control_mean'])}, SWD {_f(j['swd_vs_control_mean'])}, mode precision {_f(j['precision_vs_control_mean'])}. "
-               + ('It raised the reward without leaving the data.' if j['reward_vs_control_mean'] > noise / 2 and j['swd_vs_control_mean'] < 0.02
-                  else f"It stayed on the data but did not raise the reward beyond the seed-to-seed spread ({_f(noise)}): the paper's "
-                       'claim that joint RL raises the reward does not reproduce at this scale, with this reward model and learning rate.'
-                  if j['reward_vs_control_mean'] <= noise / 2 else 'It raised the reward, but the distribution moved too.'))
-    out.append(f"- Without the Pixel-GAN in Stage 2: coverage {_f(nog['coverage_mean'], 2)} and mode precision {_f(nog['precision_mean'])}, "
-               f"against {_f(j['coverage_mean'], 2)} and {_f(j['precision_mean'])} with it: "
-               + ('dropping it collapsed modes.' if nog['coverage_mean'] < j['coverage_mean'] - 0.05 else
-                  'dropping it cost sharpness (samples off their modes) but did not drop whole modes.' if nog['precision_mean'] < j['precision_mean'] - 0.05
-                  else 'no visible effect at this scale.'))
-    ratios = {m: S[m] for m in S if m.startswith('flash+rl')}
-    name = lambda m: f"{res['config']['methods'][m]['rl_dm_ratio']}:1"
-    vals = [r['reward_vs_control_mean'] for r in ratios.values()]
-    best_r = max(ratios, key=lambda m: ratios[m]['reward_vs_control_mean'])
-    out.append(f"- RL:DM ratio (1:1, 2:1, 5:1, 10:1): reward over the control spans {_f(min(vals))} to {_f(max(vals))}, "
-               + (f"within the seed-to-seed spread ({_f(noise)}), so no ratio is best here (the paper found 5:1 best)." if max(vals) - min(vals) < noise
-                  else f"best at {name(best_r)} (the paper found 5:1 best)."))
-    alls = S.get('rl-all-steps')
-    if alls:
-        out.append(f"- RL at 999/749/499 instead of 999/749: reward {_f(alls['reward_vs_control_mean'])} and judge {_f(alls['judge_vs_control_mean'])} over "
-                   f"the control, mode precision {_f(alls['precision_mean'])}. " + ('Adding the 499 step, where the reward model reads the state better '
-                   '(see 05_rewards), helped here rather than hacked: the paper\'s high-noise-only choice is not borne out at this scale.'
-                   if alls['judge_vs_control_mean'] > noise / 2 and alls['precision_mean'] > j['precision_mean'] - 0.05 else 'It did not help here.'))
-    if 'refl' in S:
-        out.append(f"- ReFL (reward gradient through the 4-step chain) with distillation running: reward gain {_f(S['refl']['reward_gain_mean'])}, "
-                   f"judge gain {_f(S['refl']['judge_gain_mean'])}, SWD drift {_f(S['refl']['swd_drift_mean'])}.")
+    "Plain statements read off the Stage 2 summary (the rules are in this function and the script, the numbers in the JSON)."
+    S, V, cfg = res['summary'], res['verdict'], res['config']
+    f, c = S[cfg['faithful']], S[cfg['control']]
+    out = [f"- The paper's recipe (`{cfg['faithful']}`): judge {_f(f['judge_vs_control_mean'])} ± {_f(f['judge_vs_control_std'])} against the control; "
+           + ('it meets the goal.' if V['faithful_meets_goal'] else 'it does not meet the goal.')]
+    if V['meets_goal']:
+        out.append(f"- Meet the goal: {', '.join(f'`{m}`' for m in V['meets_goal'])}; the largest judge gain over the control among them is "
+                   f"`{V['recommended']}` ({_f(S[V['recommended']]['judge_vs_control_mean'])}).")
+    else:
+        out.append(f"- No method meets the goal. Closest (the largest judge gain over the control that keeps the distribution): `{V['closest']}` "
+                   f"({_f(S[V['closest']]['judge_vs_control_mean'])} ± {_f(S[V['closest']]['judge_vs_control_std'])}).")
+    labs = {t: v['label_acc'] for t, v in f['labels'].items() if v['label_acc'] is not None}
+    if labs:
+        out.append("- The DPO labels of the paper's recipe agree with the judge on " + ', '.join(f"{_f(a, 2)} of pairs at t = {t}" for t, a in labs.items())
+                   + "; with the training reward on " + ', '.join(f"{_f(v['label_acc_reward'], 2)}" for t, v in f['labels'].items() if v['label_acc_reward'] is not None) + '.')
+    if 'reward_model_accuracy' in res:
+        acc = res['reward_model_accuracy']
+        out.append("- The reward models' own accuracy on random held-out teacher pairs noised to t (999 / 749 / 499 / 249): "
+                   + '; '.join(f"`{k}` " + ' / '.join(_f(v, 2) for v in a.values()) for k, a in acc.items()) + '.')
+    if 'pure-rl' in S:
+        p = S['pure-rl']
+        keep = ('mode_precision', 'coverage') if res['benchmark'] == 'stage2_toy' else ('fd', 'recall')
+        out.append(f"- Pure RL (no distillation): reward {_f(p['reward_vs_control_mean'])} and judge {_f(p['judge_vs_control_mean'])} against the control, "
+                   f"{keep[0]} {_f(p[f'{keep[0]}_kept_mean'], 2)} x start, {keep[1]} {_f(p[f'{keep[1]}_kept_mean'], 2)} x start.")
     return out
+
 
 def gpu_table(res: dict) -> str:
     lines = [f"GPU smoke run (`benchmarks/gpu_smoke.py`) on **{res['device']}** (torch {res['torch']}; its CPU column is that machine's "
@@ -163,12 +157,6 @@ def digits_table(res: dict) -> str:
            'worse than' if f['fd']['mean'] - f['fd']['std'] > d['fd']['mean'] + d['fd']['std'] else 'within the seed spread of')
     lines.append(f"- `flash` (the paper's recipe) ends {rel} DMD2 ({f['fd']['mean']:.1f} ± {f['fd']['std']:.1f} against {d['fd']['mean']:.1f} ± {d['fd']['std']:.1f}); "
                  f"its raw student ends at {f['raw_fd']['mean']:.1f}, and its EMA student {f['drift_fd']['mean']:.1f} above its own best.")
-    st = res.get('stage2_summary', {})
-    if st:
-        lines += ['', f"Stage 2 on digits ({C['stage2']['cycles']} cycles from the `{C['stage2']['from']}` student, reward: {C['stage2']['reward']}):", '',
-                  '| schedule | reward change | FD change | accuracy change |', '|---|---|---|---|']
-        for k, r in st.items():
-            lines.append(f"| `{k}` | {ms(r, 'reward_change', 3)} | {ms(r, 'fd_change', 1)} | {ms(r, 'accuracy_change', 3)} |")
     return '\n'.join(lines)
 
 def stabilisers_table(res: dict) -> str:
@@ -203,6 +191,7 @@ def memory_table(res: dict) -> str:
 TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
+          'stage2_digits': ('benchmarks/results/stage2_digits.json', stage2_table),
           'memory': ('benchmarks/results/memory_plan.json', memory_table),
           'digits': ('benchmarks/results/digits.json', digits_table),
           'stabilisers': ('benchmarks/results/stabilisers.json', stabilisers_table)}

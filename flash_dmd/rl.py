@@ -46,8 +46,8 @@ def tile_cond(c, k: int):
 
 def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch.Tensor, t: float, t_next: float, c,
              schedule: Schedule, k: int = 4, beta: float = 200., generator: torch.Generator | None = None,
-             ratio_clip: float | None = None) -> tuple[torch.Tensor, dict]:
-    "Step-level DPO at one student step: `k` candidates from `x_t`, best and worst by `reward_model(x, t_next, c)`, `-log sigmoid(beta H)`."
+             ratio_clip: float | None = None, min_gap: float = 0.) -> tuple[torch.Tensor, dict]:
+    "Step-level DPO at one student step: `k` candidates from `x_t`, best and worst by `reward_model(x, t_next, c)`, `-log sigmoid(beta H)`; pairs whose score gap is below `min_gap` are left out."
     if k < 2: raise ValueError(f"DPO needs at least 2 candidates, got k={k}")
     mean, std = lcm_transition(policy, x_t, t, c, schedule, t_next)                  # with grad
     with torch.no_grad():
@@ -60,12 +60,14 @@ def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch
         iw, il = scores.argmax(0), scores.argmin(0)
         ar = torch.arange(B, device=x_t.device)
         x_w, x_l = cands[iw, ar], cands[il, ar]
+        gap = scores.max(0).values - scores.min(0).values
+        keep = gap >= min_gap                                                    # LPO's threshold: pairs the reward model can tell apart
     def ratio(x):                                                                # per-dimension log p_theta/p_ref
         r = dpo_log_ratio(x, mean, mean_ref, std)
         return r if ratio_clip is None else r.clamp(math.log1p(-ratio_clip), math.log1p(ratio_clip))   # ratio in [1-eps, 1+eps]
     h = ratio(x_w) - ratio(x_l)
-    loss = -F.logsigmoid(beta * h).mean()
-    return loss, {'h': h.detach(), 'score_gap': (scores.max(0).values - scores.min(0).values).mean().item(),
+    loss = -(F.logsigmoid(beta * h) * keep).sum() / keep.sum().clamp(min=1)    # no pair kept: a zero loss
+    return loss, {'h': h.detach()[keep], 'score_gap': gap.mean().item(), 'keep': keep, 'kept': keep.float().mean().item(),
                   'x_w': x_w, 'x_l': x_l, 'candidates': cands, 'mean': mean.detach()}
 
 # %% ../nbs/06_joint_rl.ipynb #52bc0acc
@@ -78,6 +80,7 @@ class RLConfig:
     k: int = 4                       # candidates per state
     beta: float = 200.               # DPO temperature on the per-dimension log-ratio (toy 2-D: 200 = the old 100 on the sum)
     ratio_clip: float | None = None  # LPO's clamp of each probability ratio to [1-eps, 1+eps] (None: off)
+    min_gap: float = 0.              # LPO's score-gap threshold: skip pairs whose reward-model gap is smaller (0: off, as in the paper)
     lr: float = 1e-5                 # Adam learning rate of the RL updates (on the student)
     batch: int = 256
     distill: bool = True             # keep the Stage 1 losses running (False: pure RL)
@@ -90,6 +93,7 @@ class RLConfig:
         if self.rl not in ('dpo', 'refl', 'none'): raise ValueError(f"RLConfig: rl must be 'dpo', 'refl' or 'none', got {self.rl!r}")
         if self.rl_ratio < 0: raise ValueError(f"RLConfig: rl_ratio must be >= 0, got {self.rl_ratio}")
         if self.k < 2: raise ValueError(f"RLConfig: k must be >= 2, got {self.k}")
+        if self.min_gap < 0: raise ValueError(f"RLConfig: min_gap must be >= 0, got {self.min_gap}")
         if self.ratio_clip is not None and not 0 < self.ratio_clip < 1: raise ValueError(f"RLConfig: ratio_clip must be in (0, 1) or None, got {self.ratio_clip}")
 
 RL_PRESETS = {
@@ -109,7 +113,8 @@ def rl_preset(name: str, **overrides) -> RLConfig:
 # %% ../nbs/06_joint_rl.ipynb #9af88215
 class JointTrainer:
     "Stage 2: RL updates on the student interleaved with a Stage 1 `Distiller`'s iterations."
-    def __init__(self, rl_cfg: RLConfig, distiller: Distiller, reward_model: Callable, reward: Callable | None = None):
+    def __init__(self, rl_cfg: RLConfig, distiller: Distiller, reward_model: Callable, reward: Callable | None = None,
+                 judge: Callable | None = None):
         self.cfg, self.d = rl_cfg, distiller
         if not rl_cfg.gan and distiller.cfg.gan != 'none':
             distiller.cfg = replace(distiller.cfg, w_adv=0.0)          # no adversarial gradient reaches the student
@@ -117,12 +122,13 @@ class JointTrainer:
         for t in rl_cfg.rl_steps:
             if t not in ts or ts.index(t) + 1 >= len(ts):
                 raise ValueError(f"RL step {t} must be a student timestep with a next step (stochastic transition); student: {ts}")
-        self.reward_model, self.reward = reward_model, reward
+        self.reward_model, self.reward, self.judge = reward_model, reward, judge
         if rl_cfg.rl == 'refl' and reward is None: raise ValueError("rl='refl' needs a differentiable `reward(x, c)`")
         self.ref = copy.deepcopy(distiller.student).requires_grad_(False).eval()
         self.opt = torch.optim.Adam(distiller.student.parameters(), lr=rl_cfg.lr)
         self.gen = torch.Generator().manual_seed(10_000 + rl_cfg.seed)
-        self.cycles, self.rl_updates, self.rl_t, self.log = 0, 0, [], []
+        self.judge_gen = torch.Generator().manual_seed(20_000 + rl_cfg.seed)   # label checks never touch the training stream
+        self.cycles, self.rl_updates, self.rl_t, self.log, self.rl_log = 0, 0, [], [], []
 
     def rl_step(self) -> dict:
         "One RL update of the student (DPO at a random RL step, or ReFL through the whole chain); data parallel like `Distiller.step`."
@@ -143,14 +149,18 @@ class JointTrainer:
             t = cfg.rl_steps[int(torch.randint(len(cfg.rl_steps), (1,), generator=self.gen))]
             k = ts.index(t)
             x_t = backward_simulate(d.student, z, c, d.schedule, k, ts, self.gen)
-            loss, info = dpo_loss(d.student, self.ref, self.reward_model, x_t, t, ts[k + 1], c, d.schedule, cfg.k, cfg.beta, self.gen, cfg.ratio_clip)
-            out = {'h': info['h'].mean().item(), 'score_gap': info['score_gap']}
+            loss, info = dpo_loss(d.student, self.ref, self.reward_model, x_t, t, ts[k + 1], c, d.schedule, cfg.k, cfg.beta,
+                                  self.gen, cfg.ratio_clip, cfg.min_gap)
+            out = {'t': t, 'h': info['h'].mean().item() if len(info['h']) else 0., 'score_gap': info['score_gap'], 'kept': info['kept']}
+            if self.judge is not None: out.update(self.label_accuracy(info, c, k))
             self.rl_t.append(t)
+            if not info['keep'].any():                                       # nothing the reward model can tell apart: no update
+                self.rl_updates += 1; self.rl_log.append(out); return {'rl': loss.item(), **out}
         if not torch.isfinite(loss): raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at cycle {self.cycles}")
         self.opt.zero_grad(set_to_none=True); loss.backward()
         d._sync_grads([p for g in self.opt.param_groups for p in g['params']])
         nn.utils.clip_grad_norm_(d.student.parameters(), cfg.grad_clip); self.opt.step()
-        self.rl_updates += 1
+        self.rl_updates += 1; self.rl_log.append(out)
         return {'rl': loss.item(), **out}
 
     def step(self) -> dict:
@@ -161,6 +171,25 @@ class JointTrainer:
         if self.cfg.distill: out.update(self.d.step())
         self.cycles += 1; self.log.append(out)
         return out
+
+# %% ../nbs/06_joint_rl.ipynb #b1a7c0df
+from fastcore.basics import patch
+
+@patch
+@torch.no_grad()
+def label_accuracy(self: JointTrainer, info: dict, c, k: int) -> dict:
+    "Share of kept DPO pairs whose clean completions the held-out judge (`label_acc`) and the training reward (`label_acc_reward`) order as the reward model did."
+    d, ts, keep = self.d, self.d.cfg.student_timesteps, info['keep']
+    if not keep.any(): return {}
+    seed = int(torch.randint(2**31 - 1, (1,), generator=self.judge_gen))
+    finish = lambda x: sample_student(d.student, x, c, d.schedule, ts[k + 1:], torch.Generator().manual_seed(seed))   # same noise
+    x0w, x0l = finish(info['x_w']), finish(info['x_l'])
+    out = {}
+    for name, f in (('label_acc', self.judge), ('label_acc_reward', self.reward)):
+        if f is None: continue
+        a, b = f(x0w, c)[keep], f(x0l, c)[keep]
+        out[name] = ((a > b).float() + 0.5 * (a == b).float()).mean().item()     # ties count half
+    return out
 
 # %% ../nbs/06_joint_rl.ipynb #36d60ba6
 def load_stage1(teacher: nn.Module, teacher_key: str, dataset: str, cfg: DistillConfig, iters: int, use_cache: bool = True) -> Distiller:

@@ -57,7 +57,7 @@ def test_joint_rl_runs_on_images(teacher):
 
 def test_digits_quick_writes_json_and_png(tmp_path):
     res = run_quick('digits', tmp_path)
-    assert {'dmd2', 'flash', 'flash-stable'} <= set(res['summary']) and res['config']['stage2']['from'] == 'flash-stable'
+    assert {'dmd2', 'flash', 'flash-stable'} <= set(res['summary']) and 'stage2_summary' not in res   # Stage 2: stage2_digits.py
     for s in res['summary'].values():
         assert s['n_seeds'] + s['n_diverged'] == 1
         for k in ('fd', 'raw_fd', 'accuracy', 'diversity', 'precision', 'recall', 'saturation', 'batch_x_iters', 'batch_x_gen_iters', 'passes', 'train_seconds'):
@@ -66,8 +66,6 @@ def test_digits_quick_writes_json_and_png(tmp_path):
     assert {'within_teacher_target', 'beats_teacher_4_steps', 'cost_ratio_batch_x_iters', 'fd_over_teacher_50'} <= set(res['targets'])
     assert res['config']['cost_unit'] == 'batch x training iterations'
     assert {'real', 'teacher_4_steps', 'teacher_50_steps'} <= set(res['references'])
-    assert set(res['stage2_summary']) == {'distill-only', 'pure-rl', 'flash+rl'}
-    assert res['stage2_summary']['distill-only']['rl_updates'] == 0 and res['stage2_summary']['pure-rl']['distill_iterations'] == 0
     d2 = next(r for r in res['runs'] if r['method'] == 'dmd2')['curve'][-1]
     assert d2['generator_updates'] == -(-d2['iterations'] // 5)         # TTUR 5: generator on iterations 0, 5, ...
     assert res['wall_seconds'] > 0

@@ -16,8 +16,8 @@ from .schedules import Schedule, STUDENT_TIMESTEPS, backward_simulate, sample_st
 from .distill import Distiller, DistillConfig, preset, config_from_dict, checked_replace, toy_distiller, student_samples
 
 # %% auto #0
-__all__ = ['RL_PRESETS', 'gaussian_logp', 'dpo_log_ratio', 'lcm_transition', 'tile_cond', 'dpo_loss', 'RLConfig', 'rl_preset',
-           'JointTrainer', 'load_stage1']
+__all__ = ['DPO_BETA', 'RL_PRESETS', 'gaussian_logp', 'dpo_log_ratio', 'lcm_transition', 'tile_cond', 'dpo_loss', 'RLConfig',
+           'rl_preset', 'JointTrainer', 'load_stage1']
 
 # %% ../nbs/06_joint_rl.ipynb #3a394769
 def gaussian_logp(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -44,8 +44,10 @@ def tile_cond(c, k: int):
     if hasattr(type(c), 'cat'): return type(c).cat([c] * k)          # batched dataclass conditions (SDXL, SD3)
     raise TypeError(f"cannot tile conditions of type {type(c).__name__}: pass a tensor or a type with a `cat` classmethod")
 
+DPO_BETA = 200.   # the default DPO temperature on the per-dimension log-ratio (toy 2-D points: the old 100 on the sum)
+
 def dpo_loss(policy: Callable, ref: Callable, reward_model: Callable, x_t: torch.Tensor, t: float, t_next: float, c,
-             schedule: Schedule, k: int = 4, beta: float = 200., generator: torch.Generator | None = None,
+             schedule: Schedule, k: int = 4, beta: float = DPO_BETA, generator: torch.Generator | None = None,
              ratio_clip: float | None = None, min_gap: float = 0.) -> tuple[torch.Tensor, dict]:
     "Step-level DPO at one student step: `k` candidates from `x_t`, best and worst by `reward_model(x, t_next, c)`, `-log sigmoid(beta H)`; pairs whose score gap is below `min_gap` are left out."
     if k < 2: raise ValueError(f"DPO needs at least 2 candidates, got k={k}")
@@ -78,7 +80,7 @@ class RLConfig:
     rl_ratio: int = 5                # RL updates per distillation iteration (paper: 5:1 best)
     rl_steps: tuple = (999, 749)     # student timesteps where DPO acts (each needs a stochastic next step)
     k: int = 4                       # candidates per state
-    beta: float = 200.               # DPO temperature on the per-dimension log-ratio (toy 2-D: 200 = the old 100 on the sum)
+    beta: float = DPO_BETA           # DPO temperature on the per-dimension log-ratio (digits use 6400, SDXL 500: see the scale section)
     ratio_clip: float | None = None  # LPO's clamp of each probability ratio to [1-eps, 1+eps] (None: off)
     min_gap: float = 0.              # LPO's score-gap threshold: skip pairs whose reward-model gap is smaller (0: off, as in the paper)
     lr: float = 1e-5                 # Adam learning rate of the RL updates (on the student)
@@ -193,26 +195,29 @@ def label_accuracy(self: JointTrainer, info: dict, c, k: int) -> dict:
 
 # %% ../nbs/06_joint_rl.ipynb #36d60ba6
 def load_stage1(teacher: nn.Module, teacher_key: str, dataset: str, cfg: DistillConfig, iters: int, use_cache: bool = True) -> Distiller:
-    "A toy `Distiller` after `iters` Stage 1 iterations of `cfg`, its student set to its EMA (Stage 2 starts from the EMA student); from the cache when present."
+    """A toy `Distiller` after `iters` Stage 1 iterations of `cfg`, its student set to its EMA (Stage 2 starts from the EMA
+    student), read from the cache when present. Trained now or read, it is the same start: a fresh `Distiller` (new
+    optimisers, iteration 0) holding the trained student, fake score and discriminator, and an EMA restarted from the student."""
     import hashlib, json
     from safetensors.torch import load_file
     from flash_dmd.toy import cache_dir, save_model
+    parts = lambda d: {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {})}
     d = toy_distiller(cfg, teacher, dataset)
     key = hashlib.sha1(json.dumps({'teacher': teacher_key, 'dataset': dataset, 'cfg': asdict(cfg), 'iters': iters, 'v': 2},
                                   sort_keys=True, default=str).encode()).hexdigest()[:12]
-    parts = {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {})}
-    paths = {k: cache_dir() / f'stage1-{dataset}-{key}-{k}.safetensors' for k in parts}
+    paths = {k: cache_dir() / f'stage1-{dataset}-{key}-{k}.safetensors' for k in parts(d)}
+    state = None
     if use_cache and all(p.exists() for p in paths.values()):
-        try:
-            for k, m in parts.items(): m.load_state_dict(load_file(paths[k]))
-            if d.student_ema is not None: d.make_student_ema()       # the EMA restarts from the (EMA) student Stage 2 starts from
-            return d
+        try: state = {k: load_file(p) for k, p in paths.items()}
         except Exception as e:
             import warnings; warnings.warn(f"cached Stage 1 state unreadable ({e}); retraining")
-            d = toy_distiller(cfg, teacher, dataset); parts = {'student': d.student, 'fake': d.fake, **({'disc': d.disc} if d.disc is not None else {})}
-    for _ in range(iters): d.step()
-    d.start_from_ema()                                       # the student Stage 1 is judged by is where Stage 2 starts
-    if d.student_ema is not None: d.make_student_ema()
-    if use_cache:
-        for k, m in parts.items(): save_model(m, paths[k], {'stage1': key})
+    if state is None:
+        for _ in range(iters): d.step()
+        d.start_from_ema()                                   # the student Stage 1 is judged by is where Stage 2 starts
+        state = {k: {n: v.detach().clone() for n, v in m.state_dict().items()} for k, m in parts(d).items()}
+        if use_cache:
+            for k, m in parts(d).items(): save_model(m, paths[k], {'stage1': key})
+        d = toy_distiller(cfg, teacher, dataset)
+    for k, m in parts(d).items(): m.load_state_dict(state[k])
+    if d.student_ema is not None: d.make_student_ema()       # the Stage 2 EMA starts from the student it refines
     return d

@@ -370,8 +370,9 @@ def _export_digits(student: nn.Module, d: Distiller, cfg: TrainConfig, out: Path
                         method=cfg.method, steps=_step(d), student_timesteps=list(d.cfg.student_timesteps))
     return str(out / 'export' / 'student.safetensors')
 
-register_model_kind('toy', ModelKind(_build_toy, _toy_image, points=True))
-register_model_kind('digits', ModelKind(_build_digits, _digits_image, export=_export_digits))
+for _name, _kind in (('toy', ModelKind(_build_toy, _toy_image, points=True)),
+                    ('digits', ModelKind(_build_digits, _digits_image, export=_export_digits))):
+    register_model_kind(_name, _kind)
 
 # %% ../nbs/12_train.ipynb #e63b2cc3
 def _diffusers_parts(cfg: TrainConfig, dtype: torch.dtype | None = None, *, sd3: bool, tiny: bool):

@@ -99,12 +99,12 @@ class TrainConfig:
     device: str = 'auto'                 # 'auto', 'cpu' or 'cuda'
     mixed_precision: str = 'no'          # 'no' or 'bf16' (autocast around each iteration; weights and optimiser states stay fp32)
     frozen_dtype: str = 'fp32'           # 'fp32' or 'bf16': weights of the frozen networks (teacher, VAE, SAM, text encoders, LoRA bases); bf16 needs mixed_precision=bf16
-    gradient_checkpointing: bool = False # SDXL: recompute UNet activations in backward (student and fake score) to save memory
+    gradient_checkpointing: bool = False # SDXL / SD3: recompute UNet / transformer activations in backward (student and fake score) to save memory
     report_to: str = 'tensorboard'       # 'tensorboard' (falls back to metrics.jsonl alone when not installed), 'wandb' or 'none'
     validate_every: int = 0              # iterations between validation images of the student (0: only at the end when > 0 steps ran)
     validation_prompts: list = field(default_factory=lambda: ['a red square', 'a blue circle', 'a green square', 'a yellow circle'])
     validation_seed: int = 1234          # fixed noise for validation, so images compare across steps and runs
-    export: bool = False                 # at the end, save the student as a diffusers pipeline in output_dir/export (SDXL and SD3 models)
+    export: bool = False                 # at the end, save the student in output_dir/export: a diffusers pipeline (SDXL and SD3 models) or its weights (digits)
     sharding: str = 'none'               # 'none' (data parallel: full replicas, gradients averaged) or 'fsdp' (FSDP2: student and fake score sharded over the processes)
     optimizer: str = 'adam'              # 'adam', or 'adam8bit' (bitsandbytes: 8-bit optimiser states, about 1/4 of Adam's memory)
     compile: bool = False                # torch.compile the student, fake score and teacher networks (in place: names unchanged)

@@ -15,10 +15,10 @@ from torch import nn
 from .distill import Distiller, DistillConfig, preset, checked_replace, config_from_dict, toy_distiller, PRESETS
 
 # %% auto #0
-__all__ = ['MODELS', 'TrainConfig', 'parse_value', 'load_config', 'speed_options', 'frozen_dtype', 'shard', 'precompute_prompts',
-           'build', 'RunFolderError', 'CheckpointError', 'verify_checkpoint', 'save_checkpoint', 'latest_checkpoint',
-           'load_checkpoint', 'make_reward', 'load_reward_model', 'train_reward_model', 'attach_stage2', 'validate',
-           'NonFiniteLoss', 'train']
+__all__ = ['MODEL_KINDS', 'TrainConfig', 'parse_value', 'load_config', 'ModelKind', 'register_model_kind', 'model_kind',
+           'speed_options', 'frozen_dtype', 'shard', 'precompute_prompts', 'build', 'RunFolderError', 'CheckpointError',
+           'verify_checkpoint', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'make_reward',
+           'load_reward_model', 'train_reward_model', 'attach_stage2', 'validate', 'NonFiniteLoss', 'train']
 
 # %% ../nbs/12_train.ipynb #1118d74c
 def _type_names(t) -> list[str]:
@@ -73,12 +73,10 @@ def _checked_types_and_ranges(cfg):
     if not cfg.output_dir: raise ValueError("output_dir must name a folder")
 
 # %% ../nbs/12_train.ipynb #07a9cdf6
-MODELS = ('toy', 'digits', 'tiny-sdxl', 'sdxl', 'tiny-sd3', 'sd3')
-
 @dataclass
 class TrainConfig:
     "A training run: what to distil, how, on what, for how long, and where to write."
-    model: str = 'toy'                   # 'toy' (a cached toy teacher), 'digits' (8x8 digits, the shipped conv UNet teacher), 'sdxl', 'sd3', or 'tiny-sdxl' / 'tiny-sd3' (random tiny models + SAM, for tests)
+    model: str = 'toy'                   # a registered model kind (MODEL_KINDS): 'toy' (a cached toy teacher), 'digits' (8x8 digits, the shipped conv UNet teacher), 'sdxl', 'sd3', or 'tiny-sdxl' / 'tiny-sd3' (random tiny models + SAM, for tests)
     dataset: str = 'grid25'              # toy dataset name (model 'toy')
     pretrained: str | None = None        # models 'sdxl' / 'sd3': a diffusers folder or hub name
     image_dir: str | None = None         # models 'sdxl' / 'sd3': real images for the Pixel-GAN: a folder, webdataset shards ('shards-{000..099}.tar') or 'hf:<dataset>[:split[:column]]' (unreadable images are skipped and counted)
@@ -101,12 +99,12 @@ class TrainConfig:
     device: str = 'auto'                 # 'auto', 'cpu' or 'cuda'
     mixed_precision: str = 'no'          # 'no' or 'bf16' (autocast around each iteration; weights and optimiser states stay fp32)
     frozen_dtype: str = 'fp32'           # 'fp32' or 'bf16': weights of the frozen networks (teacher, VAE, SAM, text encoders, LoRA bases); bf16 needs mixed_precision=bf16
-    gradient_checkpointing: bool = False # SDXL: recompute UNet activations in backward (student and fake score) to save memory
+    gradient_checkpointing: bool = False # SDXL / SD3: recompute UNet / transformer activations in backward (student and fake score) to save memory
     report_to: str = 'tensorboard'       # 'tensorboard' (falls back to metrics.jsonl alone when not installed), 'wandb' or 'none'
     validate_every: int = 0              # iterations between validation images of the student (0: only at the end when > 0 steps ran)
     validation_prompts: list = field(default_factory=lambda: ['a red square', 'a blue circle', 'a green square', 'a yellow circle'])
     validation_seed: int = 1234          # fixed noise for validation, so images compare across steps and runs
-    export: bool = False                 # at the end, save the student as a diffusers pipeline in output_dir/export (SDXL and SD3 models)
+    export: bool = False                 # at the end, save the student in output_dir/export: a diffusers pipeline (SDXL and SD3 models) or its weights (digits)
     sharding: str = 'none'               # 'none' (data parallel: full replicas, gradients averaged) or 'fsdp' (FSDP2: student and fake score sharded over the processes)
     optimizer: str = 'adam'              # 'adam', or 'adam8bit' (bitsandbytes: 8-bit optimiser states, about 1/4 of Adam's memory)
     compile: bool = False                # torch.compile the student, fake score and teacher networks (in place: names unchanged)
@@ -118,15 +116,12 @@ class TrainConfig:
 
     def __post_init__(self):
         _checked_types_and_ranges(self)                               # declared types, ranges, `~`: one line naming the key
-        if self.model not in MODELS: raise ValueError(f"TrainConfig: model must be one of {MODELS}, got {self.model!r}")
+        kind = model_kind(self.model)                                  # an unknown model: the registered kinds are listed
         if self.method not in PRESETS: raise ValueError(f"TrainConfig: method must be one of {list(PRESETS)}, got {self.method!r}")
         if self.max_steps < 0 or self.checkpoint_every < 1: raise ValueError("TrainConfig: max_steps >= 0 and checkpoint_every >= 1 required")
         if self.mixed_precision not in ('no', 'bf16'): raise ValueError(f"TrainConfig: mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
-        if self.gradient_checkpointing and self.model in ('toy', 'digits'): raise ValueError(f"TrainConfig: gradient_checkpointing is for the SDXL and SD3 models, not {self.model!r}")
         if self.report_to not in ('tensorboard', 'wandb', 'none'): raise ValueError(f"TrainConfig: report_to must be 'tensorboard', 'wandb' or 'none', got {self.report_to!r}")
         config_from_dict(self.distill, preset(self.method))           # fail now, not mid-run, on a bad distill key
-        if self.export and self.model == 'toy': raise ValueError("TrainConfig: export writes a diffusers pipeline (SDXL or SD3 models) or the digits student; not a toy model")
-        if self.lora_rank and self.model in ('toy', 'digits'): raise ValueError("TrainConfig: lora_rank is for the SDXL and SD3 models")
         if self.frozen_dtype not in ('fp32', 'bf16'): raise ValueError(f"TrainConfig: frozen_dtype must be 'fp32' or 'bf16', got {self.frozen_dtype!r}")
         if self.frozen_dtype == 'bf16' and self.mixed_precision != 'bf16': raise ValueError("TrainConfig: frozen_dtype=bf16 needs mixed_precision=bf16 (autocast mixes the bf16 frozen and fp32 trained weights)")
         if self.text_encoders not in ('device', 'cpu', 'precompute'): raise ValueError(f"TrainConfig: text_encoders must be 'device', 'cpu' or 'precompute', got {self.text_encoders!r}")
@@ -138,12 +133,7 @@ class TrainConfig:
             from flash_dmd.rl import rl_preset
             rl_preset(self.rl_method, **self.rl)                        # a bad preset or RL key fails now, with the nearest name
             if ':' not in self.reward_model: raise ValueError(f"TrainConfig: reward_model must be 'x0:<reward>' or 'pkg.module:factory', got {self.reward_model!r}")
-            if self.reward_model == 'x0:side' and self.model != 'toy':
-                raise ValueError("TrainConfig: reward_model 'x0:side' scores toy points; give an image reward for model "
-                                 f"{self.model!r} (e.g. reward_model=x0:brightness, or pkg.module:factory)")
-        if self.model in ('sdxl', 'sd3'):
-            missing = [k for k in ('pretrained', 'image_dir', 'prompts') if not getattr(self, k)]
-            if missing: raise ValueError(f"TrainConfig: model {self.model!r} needs {missing} (a diffusers folder or hub name, an image folder, a prompt file)")
+        kind.check(self)                                               # what this model kind does not take: lora_rank, export, ...
 
     def distill_config(self) -> DistillConfig:
         return config_from_dict({**self.distill, 'seed': self.seed}, preset(self.method))
@@ -189,7 +179,53 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         if k not in {f.name for f in fields(TrainConfig)} and sub: raise KeyError(f"unknown TrainConfig key {k!r}; did you mean '{sub}.{k}'?")
     return checked_replace(TrainConfig(), d)
 
-# %% ../nbs/12_train.ipynb #9052f56a
+# %% ../nbs/12_train.ipynb #44acddcd
+@dataclass
+class ModelKind:
+    "One kind of model the trainer distils: how to build a run of it, draw its validation image and export its student, and which options it takes."
+    build: Callable                               # (cfg, dcfg, device, rank, world) -> Distiller: teacher, real data, critics (dcfg: this rank's share of the batch)
+    validation_image: Callable                    # (d, cfg, path, write) -> None: the student's samples from fixed noise (cfg.validation_seed), saved to `path` when `write`
+    export: Callable | None = None                # (student, d, cfg, out) -> str: save the student's full weights under out/'export'; None: export=true is refused
+    load_parts: Callable | None = None            # (cfg, dtype=None) -> parts (denoiser(), vae, text_encoders, encode_prompts, image_size) for train_reward_model; None: refused
+    needs: tuple = ()                             # TrainConfig fields a run of this kind must set, e.g. ('pretrained', 'image_dir', 'prompts')
+    supports_lora: bool = False                   # accepts lora_rank > 0
+    supports_gradient_checkpointing: bool = False # accepts gradient_checkpointing=true
+    points: bool = False                          # its samples are 2-D points, which the built-in reward x0:side scores (otherwise images)
+
+    @property
+    def supports_export(self) -> bool: return self.export is not None
+
+    def check(self, cfg: TrainConfig):
+        "Refuse, in one line that names it, an option of `cfg` this kind does not take."
+        name = cfg.model
+        if cfg.gradient_checkpointing and not self.supports_gradient_checkpointing:
+            raise ValueError(f"TrainConfig: gradient_checkpointing is for the SDXL and SD3 models, not {name!r}")
+        if cfg.export and not self.supports_export:
+            raise ValueError(f"TrainConfig: export writes a diffusers pipeline (SDXL or SD3 models) or the digits student; model {name!r} has no export")
+        if cfg.lora_rank and not self.supports_lora: raise ValueError(f"TrainConfig: lora_rank is for the SDXL and SD3 models, not {name!r}")
+        if cfg.stage == 2 and cfg.reward_model == 'x0:side' and not self.points:
+            raise ValueError("TrainConfig: reward_model 'x0:side' scores toy points; give an image reward for model "
+                             f"{name!r} (e.g. reward_model=x0:brightness, or pkg.module:factory)")
+        missing = [k for k in self.needs if not getattr(cfg, k)]
+        if missing: raise ValueError(f"TrainConfig: model {name!r} needs {missing} ({', '.join(_NEEDS.get(k, k) for k in missing)})")
+
+_NEEDS = {'pretrained': 'a diffusers folder or hub name', 'image_dir': 'an image folder', 'prompts': 'a prompt file'}
+
+MODEL_KINDS: dict[str, ModelKind] = {}            # name -> kind; the built-in kinds are registered under "Building the run"
+
+def register_model_kind(name: str, kind: ModelKind) -> ModelKind:
+    "Make `model=name` train runs of `kind` (registering a name again replaces its kind); returns `kind`."
+    if not isinstance(name, str) or not name.strip(): raise ValueError(f"register_model_kind: the name must be a non-empty string, got {name!r}")
+    if not isinstance(kind, ModelKind): raise TypeError(f"register_model_kind({name!r}, ...): expected a ModelKind, got {type(kind).__name__}")
+    MODEL_KINDS[name] = kind
+    return kind
+
+def model_kind(name: str) -> ModelKind:
+    "The kind registered as `name`; an unknown name is refused with the list of registered kinds."
+    if name not in MODEL_KINDS: raise ValueError(f"TrainConfig: model must be one of {list(MODEL_KINDS)}, got {name!r}")
+    return MODEL_KINDS[name]
+
+# %% ../nbs/12_train.ipynb #96fb6c14
 def _joint(d: Distiller):
     "The Stage 2 `JointTrainer` wrapped around `d`, if any."
     return getattr(d, 'joint', None)
@@ -204,6 +240,19 @@ def _network(m: nn.Module) -> nn.Module:
         if isinstance(getattr(m, name, None), nn.Module): return getattr(m, name)
     return m
 
+def _sharded(m: nn.Module) -> bool:
+    "Whether FSDP2 has sharded `m`'s parameters."
+    return any(type(p).__name__ == 'DTensor' for p in m.parameters())
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == 'auto':
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else 'cpu')
+    return torch.device(cfg.device)
+
+def _count_encoded(stats: dict, x: torch.Tensor) -> torch.Tensor:
+    stats['images_encoded'] += len(x); return x
+
+# %% ../nbs/12_train.ipynb #fe525f80
 def speed_options(d: Distiller, cfg: TrainConfig, compile: bool = False):
     "`optimizer='adam8bit'`: swap every (fresh) Adam for bitsandbytes' `Adam8bit`, same groups and settings; with `compile`, `cfg.compile` too."
     if cfg.optimizer == 'adam8bit':
@@ -232,10 +281,7 @@ def frozen_dtype(d: Distiller, cfg: TrainConfig) -> Distiller:
         for p in m.parameters(): p.data = p.data.to(bf16 if not p.requires_grad else torch.float32)
     return d
 
-def _sharded(m: nn.Module) -> bool:
-    "Whether FSDP2 has sharded `m`'s parameters."
-    return any(type(p).__name__ == 'DTensor' for p in m.parameters())
-
+# %% ../nbs/12_train.ipynb #2a0de35f
 def shard(d: Distiller, cfg: TrainConfig) -> Distiller:
     "`sharding='fsdp'` with several processes: shard the student and fake score with FSDP2 (one unit per block), rebuild their optimisers."
     if cfg.sharding != 'fsdp' or d.world == 1: return d
@@ -260,6 +306,7 @@ def shard(d: Distiller, cfg: TrainConfig) -> Distiller:
     d.opt_g, d.opt_fake = remake(d.opt_g, d.student), remake(d.opt_fake, d.fake)
     return d
 
+# %% ../nbs/12_train.ipynb #34518415
 def precompute_prompts(encode: Callable, prompts: list[str], chunk: int = 32) -> Callable:
     "Encode every distinct prompt once (on the encoders' device, kept on the CPU); returns `encode(prompts)` that looks them up."
     from tqdm.auto import tqdm
@@ -273,45 +320,80 @@ def precompute_prompts(encode: Callable, prompts: list[str], chunk: int = 32) ->
         return table[[index[p] for p in ps]]
     return lookup
 
-def _count_encoded(stats: dict, x: torch.Tensor) -> torch.Tensor:
-    stats['images_encoded'] += len(x); return x
-
+# %% ../nbs/12_train.ipynb #afd6b4d1
 def _options(d: Distiller, cfg: TrainConfig) -> Distiller:
     "The config's options on a freshly built `Distiller`, in order: frozen dtype, the student EMA (re)started from the final student, sharding (rebuilds optimisers), optimiser kind."
     d = frozen_dtype(d, cfg)
     if d.student_ema is not None: d.make_student_ema()     # after LoRA and dtype changes: fp32 shadows of exactly what trains
     return speed_options(shard(d, cfg), cfg)
 
-def _load_parts(cfg: TrainConfig, dtype: torch.dtype | None = None) -> tuple[bool, object]:
-    "`(is_sd3, parts)` of an SDXL / SD3 config: tiny models built in code, or the pretrained ones loaded (in `dtype`), on the CPU."
-    from flash_dmd.models.sdxl import tiny_sdxl, load_sdxl
-    from flash_dmd.models.sd3 import tiny_sd3, load_sd3
-    sd3 = cfg.model in ('sd3', 'tiny-sd3')
-    if cfg.model.startswith('tiny-'): return sd3, (tiny_sd3 if sd3 else tiny_sdxl)(seed=0)
-    return sd3, (load_sd3 if sd3 else load_sdxl)(cfg.pretrained, image_size=cfg.resolution, dtype=dtype)
-
-def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == 'auto':
-        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else 'cpu')
-    return torch.device(cfg.device)
-
 def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
     "The `Distiller` of a training config, its models on the configured device; with `world > 1`, this rank's share of a data-parallel run."
     dcfg, dev = cfg.distill_config(), _device(cfg)
     if dcfg.batch % world: raise ValueError(f"distill.batch={dcfg.batch} (the global batch) must divide among {world} processes")
-    dcfg, par = checked_replace(dcfg, {'batch': dcfg.batch // world}), dict(rank=rank, world=world)
-    if cfg.model == 'digits':
-        from flash_dmd.digits import digits_distiller, load_digits_teacher
-        return _options(digits_distiller(dcfg, load_digits_teacher().to(dev), **par), cfg)
-    if cfg.model == 'toy':
-        from flash_dmd.toy import TeacherConfig, load_teacher
-        return _options(toy_distiller(dcfg, load_teacher(TeacherConfig(cfg.dataset, 'vp'), seed=0).to(dev), cfg.dataset, **par), cfg)
+    dcfg = checked_replace(dcfg, {'batch': dcfg.batch // world})
+    return _options(model_kind(cfg.model).build(cfg, dcfg, dev, rank, world), cfg)
+
+# %% ../nbs/12_train.ipynb #3aa3497f
+def _build_toy(cfg: TrainConfig, dcfg: DistillConfig, dev: torch.device, rank: int, world: int) -> Distiller:
+    from flash_dmd.toy import TeacherConfig, load_teacher
+    return toy_distiller(dcfg, load_teacher(TeacherConfig(cfg.dataset, 'vp'), seed=0).to(dev), cfg.dataset, rank=rank, world=world)
+
+def _toy_image(d: Distiller, cfg: TrainConfig, path: Path, write: bool):
+    "A scatter of 2000 student samples from fixed noise, coloured by class."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from flash_dmd.distill import student_samples
+    from flash_dmd.toy import plot_points
+    x, y = student_samples(d.eval_student, 2000, d.teacher.model.n_classes, d.schedule, d.cfg.student_timesteps, seed=cfg.validation_seed)
+    fig, ax = plt.subplots(figsize=(4, 4)); plot_points(ax, x, y, f'{cfg.method}, step {_step(d)}')
+    if write: fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+def _build_digits(cfg: TrainConfig, dcfg: DistillConfig, dev: torch.device, rank: int, world: int) -> Distiller:
+    from flash_dmd.digits import digits_distiller, load_digits_teacher
+    return digits_distiller(dcfg, load_digits_teacher().to(dev), rank=rank, world=world)
+
+def _digits_image(d: Distiller, cfg: TrainConfig, path: Path, write: bool):
+    "A 10x10 grid of student digits from fixed noise, one column per class, enlarged 4x."
+    from PIL import Image
+    from flash_dmd.digits import student_digits, digits_grid
+    x, _ = student_digits(d.eval_student, 100, seed=cfg.validation_seed, timesteps=d.cfg.student_timesteps)   # 10 of each class
+    img = ((digits_grid(x.clamp(-1, 1), nrow=10).squeeze() + 1) * 127.5).round().byte().numpy()
+    if write: Image.fromarray(img).resize((img.shape[1] * 4, img.shape[0] * 4), Image.NEAREST).save(path)
+
+def _export_digits(student: nn.Module, d: Distiller, cfg: TrainConfig, out: Path) -> str:
+    "Not a diffusers model: the student's weights and architecture (load it back with flash_dmd.digits.load_digits_teacher(path))."
+    from flash_dmd.digits import save_digits_teacher, DigitsTeacherConfig, digits_teacher_meta
+    (out / 'export').mkdir(parents=True, exist_ok=True)
+    save_digits_teacher(student, DigitsTeacherConfig(**digits_teacher_meta()['config']), cfg.seed, out / 'export' / 'student.safetensors', role='student',
+                        method=cfg.method, steps=_step(d), student_timesteps=list(d.cfg.student_timesteps))
+    return str(out / 'export' / 'student.safetensors')
+
+for _name, _kind in (('toy', ModelKind(_build_toy, _toy_image, points=True)),
+                    ('digits', ModelKind(_build_digits, _digits_image, export=_export_digits))):
+    register_model_kind(_name, _kind)
+
+# %% ../nbs/12_train.ipynb #e63b2cc3
+def _diffusers_parts(cfg: TrainConfig, dtype: torch.dtype | None = None, *, sd3: bool, tiny: bool):
+    "The SDXL / SD3 parts of a config on the CPU: tiny random models built in code, or the pretrained ones loaded (in `dtype`)."
+    from flash_dmd.models.sdxl import tiny_sdxl, load_sdxl
+    from flash_dmd.models.sd3 import tiny_sd3, load_sd3
+    if tiny: return (tiny_sd3 if sd3 else tiny_sdxl)(seed=0)
+    return (load_sd3 if sd3 else load_sdxl)(cfg.pretrained, image_size=cfg.resolution, dtype=dtype)
+
+def _parts_net(parts) -> nn.Module:
+    "The denoising network of SDXL / SD3 parts: the transformer (SD3) or the UNet (SDXL)."
+    return parts.transformer if hasattr(parts, 'transformer') else parts.unet
+
+def _build_diffusers(cfg: TrainConfig, dcfg: DistillConfig, dev: torch.device, rank: int, world: int, *, sd3: bool, tiny: bool) -> Distiller:
+    "A run on SDXL / SD3 parts: real latents and prompts (tiny: a pool of encoded shapes), the SAM Pixel-GAN, LoRA and gradient checkpointing."
     from functools import partial
     from flash_dmd.models.sdxl import shape_pool, vae_decode, vae_encode
     from flash_dmd.models.sam import tiny_sam, SamFeatures, conv_head, load_sam
-    sd3, parts = _load_parts(cfg, torch.bfloat16 if cfg.frozen_dtype == 'bf16' else None)   # bf16: no fp32 copies on the way
+    parts = _diffusers_parts(cfg, torch.bfloat16 if cfg.frozen_dtype == 'bf16' else None, sd3=sd3, tiny=tiny)   # bf16: no fp32 copies on the way
     d_stats, kw_cond = {'images_encoded': 0}, {}          # real images are VAE-encoded only where a critic needs them
-    if cfg.model.startswith('tiny-'):
+    if tiny:
         pool = shape_pool(parts, n=32)                                  # encoded once on the CPU
         real_batch = lambda n, g: tuple(v.to(dev) for v in pool(n, g))
     else:
@@ -320,47 +402,61 @@ def build(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Distiller:
         encode = (precompute_prompts(parts.encode_prompts, prompts) if cfg.text_encoders == 'precompute' else parts.encode_prompts)
         real_batch = image_prompt_sampler(images, prompts, lambda x: _count_encoded(d_stats, vae_encode(parts.vae, x.to(dev))), lambda p: encode(p).to(dev))
         kw_cond['cond_batch'] = lambda n, g: encode([prompts[int(i)] for i in torch.randint(len(prompts), (n,), generator=g)]).to(dev)
-    net = parts.transformer if sd3 else parts.unet
+    net = _parts_net(parts)
     for m in (net, parts.vae, *parts.text_encoders): m.requires_grad_(False)
     for m in (net, parts.vae, *(parts.text_encoders if cfg.text_encoders == 'device' else ())): m.to(dev)
     kw = {}
     if dcfg.gan == 'pixel':
-        tiny = cfg.model.startswith('tiny-')
         bb = (SamFeatures(tiny_sam(seed=1)) if tiny else load_sam(cfg.sam)).to(dev)
         head = partial(conv_head, hidden=32, n_down=1, groups=8) if tiny else conv_head
         kw = dict(disc_backbone=bb, disc_dims=bb.dims, head_fn=head, decode=partial(vae_decode, parts.vae))
-    d = Distiller(checked_replace(dcfg, {'cond_gan': False}), parts.denoiser().to(dev), parts.schedule, real_batch, **kw, **kw_cond, **par)
+    d = Distiller(checked_replace(dcfg, {'cond_gan': False}), parts.denoiser().to(dev), parts.schedule, real_batch, **kw, **kw_cond, rank=rank, world=world)
     d.parts, d.data_stats = parts, d_stats                         # what export needs besides the student: VAE, text encoders, tokenizers
     if cfg.lora_rank:                       # the paper distils SD3 with LoRA: adapters on student and fake score, base frozen
         from flash_dmd.models.sd3 import use_lora
         use_lora(d, cfg.lora_rank, fake=True, seed=cfg.seed)
     if cfg.gradient_checkpointing:
         for m in (d.student, d.fake): (m.transformer if sd3 else m.unet).enable_gradient_checkpointing()
-    return _options(d, cfg)
+    return d
 
-# %% ../nbs/12_train.ipynb #46d05d57
+# %% ../nbs/12_train.ipynb #39d5d45a
+def _diffusers_image(d: Distiller, cfg: TrainConfig, path: Path, write: bool):
+    "One row of decoded student images, one per validation prompt, from fixed noise."
+    import numpy as np
+    from PIL import Image
+    from flash_dmd.schedules import sample_student
+    from flash_dmd.models.sdxl import vae_decode
+    g = torch.Generator().manual_seed(cfg.validation_seed)
+    c = d.parts.encode_prompts(list(cfg.validation_prompts)).to(d.device)
+    z = torch.randn(len(c), *d.x_shape, generator=g).to(d.device)
+    img = vae_decode(d.parts.vae, sample_student(d.eval_student, z, c, d.schedule, d.cfg.student_timesteps, g)).float().clamp(-1, 1)
+    img = ((img + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()       # [N, H, W, 3]
+    if write: Image.fromarray(np.concatenate(list(img), axis=1)).save(path)          # one row, one image per prompt
+
+def _export_sdxl(student: nn.Module, d: Distiller, cfg: TrainConfig, out: Path) -> str:
+    from flash_dmd.export import export_sdxl
+    return str(export_sdxl(student.unet, d.parts, out / 'export', d.cfg.student_timesteps))
+
+def _export_sd3(student: nn.Module, d: Distiller, cfg: TrainConfig, out: Path) -> str:
+    from flash_dmd.export import export_sd3
+    return str(export_sd3(student.transformer, d.parts, out / 'export', d.cfg.student_timesteps))
+
+def _diffusers_kind(sd3: bool, tiny: bool) -> ModelKind:
+    "The kind of SDXL (or SD3) runs: pretrained, or tiny random models built in code."
+    from functools import partial
+    return ModelKind(build=partial(_build_diffusers, sd3=sd3, tiny=tiny), validation_image=_diffusers_image,
+                     export=_export_sd3 if sd3 else _export_sdxl, load_parts=partial(_diffusers_parts, sd3=sd3, tiny=tiny),
+                     needs=() if tiny else ('pretrained', 'image_dir', 'prompts'), supports_lora=True, supports_gradient_checkpointing=True)
+
+for _name, _sd3, _tiny in (('tiny-sdxl', False, True), ('sdxl', False, False), ('tiny-sd3', True, True), ('sd3', True, False)):
+    register_model_kind(_name, _diffusers_kind(_sd3, _tiny))
+
+# %% ../nbs/12_train.ipynb #005e6b1f
 class RunFolderError(ValueError):
     "The run folder holds another run, is in use by another process, or its checkpoints cannot be used; the message says which and what to do."
 
 class CheckpointError(ValueError):
     "A checkpoint is missing, incomplete, truncated or corrupted; the message names the checkpoint and the file."
-
-_CK_NAME = re.compile(r'checkpoint-(\d{7,})')                 # exactly what save_checkpoint writes: 7 or more digits
-_CK_FILES = ('models.safetensors', 'optimizers.pt', 'rng.pt', 'state.json')
-_MANIFEST = 'checksums.json'                                   # written last: without it a checkpoint is not complete
-
-def _sha256(p: Path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 22), b''): h.update(b)
-    return h.hexdigest()
-
-def _manifest(ck: Path) -> dict | None:
-    "The checksums of a checkpoint folder, or None when it has none (or they cannot be read)."
-    try: m = json.loads((ck / _MANIFEST).read_text())
-    except (OSError, ValueError): return None
-    return m if isinstance(m, dict) and isinstance(m.get('files'), dict) else None
 
 def verify_checkpoint(path: str | os.PathLike) -> dict:
     "Check every file of checkpoint `path` against its recorded size and sha256; returns the manifest, or raises `CheckpointError` naming the file."
@@ -376,6 +472,26 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"checkpoint {str(path)!r}: {f} is truncated or missing ({size} of {rec['bytes']} bytes)")
         if _sha256(path / f) != rec['sha256']: raise CheckpointError(f"checkpoint {str(path)!r}: {f} is corrupted (its sha256 differs from the one recorded)")
     return man
+
+# %% ../nbs/12_train.ipynb #7c2208de
+_CK_NAME = re.compile(r'checkpoint-(\d{7,})')                 # exactly what save_checkpoint writes: 7 or more digits
+
+_CK_FILES = ('models.safetensors', 'optimizers.pt', 'rng.pt', 'state.json')
+
+_MANIFEST = 'checksums.json'                                   # written last: without it a checkpoint is not complete
+
+def _sha256(p: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 22), b''): h.update(b)
+    return h.hexdigest()
+
+def _manifest(ck: Path) -> dict | None:
+    "The checksums of a checkpoint folder, or None when it has none (or they cannot be read)."
+    try: m = json.loads((ck / _MANIFEST).read_text())
+    except (OSError, ValueError): return None
+    return m if isinstance(m, dict) and isinstance(m.get('files'), dict) else None
 
 def _checkpoints(run_dir: str | os.PathLike, run_id: str | None = None) -> list[Path]:
     "Complete checkpoints in `run_dir` (the exact name pattern, a manifest; of run `run_id` unless None), oldest first."
@@ -428,7 +544,7 @@ def _new_run(run_dir: Path, run_id: str | None = None) -> str:
     os.replace(tmp, run_dir / 'run.json')
     return run_id
 
-# %% ../nbs/12_train.ipynb #0051c985
+# %% ../nbs/12_train.ipynb #90e2a570
 def _modules(d: Distiller) -> dict:
     extra = {'rl_ref': d.joint.ref} if _joint(d) else {}
     ema = {'student_ema': d.student_ema} if d.student_ema is not None else {}
@@ -461,6 +577,7 @@ def _optim_state(d: Distiller, k: str, o) -> dict:
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
     return {'fsdp_full': get_optimizer_state_dict(m, o, options=_full_options())}
 
+# %% ../nbs/12_train.ipynb #5b74741b
 def save_checkpoint(d: Distiller, run_dir: str | os.PathLike, cfg: TrainConfig | None = None, keep: int | None = None,
                     write: bool = True) -> Path:
     "Write the full state of `d` to `run_dir/checkpoint-<step>` atomically, with checksums; keep this run's newest `keep`. FSDP: every rank calls, `write` on one."
@@ -531,50 +648,10 @@ def _sound_or_stop(d: Distiller, run_dir: Path, cfg: TrainConfig | None):
     raise NonFiniteLoss(f"step {_step(d)}: {msg}; no checkpoint written. " + (f"The last sound checkpoint is {prev[-1]}" if prev else
                         "No checkpoint was written yet") + "; lower the learning rates (distill.lr_g, distill.lr_fake, distill.lr_d) or distill.w_adv")
 
-# %% ../nbs/12_train.ipynb #f39af2a7
+# %% ../nbs/12_train.ipynb #c9475a0c
 def latest_checkpoint(run_dir: str | os.PathLike, run_id: str | None = None) -> Path | None:
     "The newest complete checkpoint of the run that owns `run_dir` (or of `run_id`), or None; other folders, however named, are ignored."
     return next(reversed(_checkpoints(run_dir, run_id or _run_id(run_dir))), None)
-
-_VERIFIED = {}                                                  # checkpoint folder -> (mtime, size) of its files when last verified
-
-def _verified(path: Path) -> None:
-    "Verify checksums once per checkpoint (resume verifies before the models are built, load would again); warn on a checkpoint without any."
-    if not (path / _MANIFEST).exists() and all((path / f).exists() for f in _CK_FILES):
-        import warnings
-        warnings.warn(f"checkpoint {str(path)!r} has no checksums (written before they were recorded): loading it unverified"); return
-    stamp = lambda: tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in (path / n for n in (_MANIFEST, *_CK_FILES)))
-    key = str(path.resolve())
-    if _VERIFIED.get(key) == stamp(): return
-    verify_checkpoint(path); _VERIFIED[key] = stamp()
-
-def _safe_load(path: Path, f: str, **kw):
-    "`torch.load` of checkpoint file `f` with `weights_only=True`: tensors, numbers, strings and containers only, never code."
-    import pickle
-    try: return torch.load(path / f, weights_only=True, **kw)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: {f} holds objects other than tensors and plain values; refused, since loading "
-                              f"it could run code ({str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: {f} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-
-def _apply_hparams(d: Distiller, state: dict) -> list[str]:
-    """Set every optimiser's learning rate and betas to this run's config (a loaded optimiser state carries the old ones) and
-    say what changed from the config the checkpoint was written with. The rates go through `Distiller.set_learning_rates`,
-    the one place that sets them every step, so a learning-rate schedule is not mistaken for a change."""
-    now = {'lr_g': d.cfg.lr_g, 'lr_fake': d.cfg.lr_fake, 'lr_d': d.cfg.lr_d, 'betas': d.cfg.betas, 'betas_d': d.cfg.betas_d}
-    saved = dict(state.get('distill_config') or {})
-    if _joint(d): now['rl.lr'], saved['rl.lr'] = d.joint.cfg.lr, (state.get('rl_config') or {}).get('lr')
-    fmt = lambda v: str(tuple(v)) if isinstance(v, (list, tuple)) else f'{v:g}'
-    differs = lambda old, v: tuple(old) != v if isinstance(v, tuple) else old != v
-    changed = [f"{k} {fmt(saved[k])} -> {fmt(v)}" for k, v in now.items() if saved.get(k) is not None and differs(saved[k], v)]
-    betas = {'g': d.cfg.betas, 'fake': d.cfg.betas, 'd': d.cfg.betas_d}
-    for k, o in _optimizers(d).items():
-        for g in o.param_groups:
-            if k in betas and 'betas' in g: g['betas'] = tuple(betas[k])
-            if k == 'rl': g['lr'] = d.joint.cfg.lr                # the RL optimiser has no schedule
-    d.set_learning_rates()
-    return sorted(changed)
 
 def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
     "Restore `d` from a checkpoint folder written by `save_checkpoint` (checksums verified, nothing unpickled but plain data); returns its `state.json`."
@@ -626,7 +703,48 @@ def load_checkpoint(d: Distiller, path: str | os.PathLike) -> dict:
     if changed and d.rank == 0: print(f"resume: this run's optimiser settings replace the saved ones: {', '.join(changed)}", file=sys.stderr)
     return {**state, 'applied': changed}
 
-# %% ../nbs/12_train.ipynb #0e8956b1
+# %% ../nbs/12_train.ipynb #38af7840
+_VERIFIED = {}                                                  # checkpoint folder -> (mtime, size) of its files when last verified
+
+def _verified(path: Path) -> None:
+    "Verify checksums once per checkpoint (resume verifies before the models are built, load would again); warn on a checkpoint without any."
+    if not (path / _MANIFEST).exists() and all((path / f).exists() for f in _CK_FILES):
+        import warnings
+        warnings.warn(f"checkpoint {str(path)!r} has no checksums (written before they were recorded): loading it unverified"); return
+    stamp = lambda: tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in (path / n for n in (_MANIFEST, *_CK_FILES)))
+    key = str(path.resolve())
+    if _VERIFIED.get(key) == stamp(): return
+    verify_checkpoint(path); _VERIFIED[key] = stamp()
+
+def _safe_load(path: Path, f: str, **kw):
+    "`torch.load` of checkpoint file `f` with `weights_only=True`: tensors, numbers, strings and containers only, never code."
+    import pickle
+    try: return torch.load(path / f, weights_only=True, **kw)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {f} holds objects other than tensors and plain values; refused, since loading "
+                              f"it could run code ({str(e).splitlines()[0][:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {f} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+def _apply_hparams(d: Distiller, state: dict) -> list[str]:
+    """Set every optimiser's learning rate and betas to this run's config (a loaded optimiser state carries the old ones) and
+    say what changed from the config the checkpoint was written with. The rates go through `Distiller.set_learning_rates`,
+    the one place that sets them every step, so a learning-rate schedule is not mistaken for a change."""
+    now = {'lr_g': d.cfg.lr_g, 'lr_fake': d.cfg.lr_fake, 'lr_d': d.cfg.lr_d, 'betas': d.cfg.betas, 'betas_d': d.cfg.betas_d}
+    saved = dict(state.get('distill_config') or {})
+    if _joint(d): now['rl.lr'], saved['rl.lr'] = d.joint.cfg.lr, (state.get('rl_config') or {}).get('lr')
+    fmt = lambda v: str(tuple(v)) if isinstance(v, (list, tuple)) else f'{v:g}'
+    differs = lambda old, v: tuple(old) != v if isinstance(v, tuple) else old != v
+    changed = [f"{k} {fmt(saved[k])} -> {fmt(v)}" for k, v in now.items() if saved.get(k) is not None and differs(saved[k], v)]
+    betas = {'g': d.cfg.betas, 'fake': d.cfg.betas, 'd': d.cfg.betas_d}
+    for k, o in _optimizers(d).items():
+        for g in o.param_groups:
+            if k in betas and 'betas' in g: g['betas'] = tuple(betas[k])
+            if k == 'rl': g['lr'] = d.joint.cfg.lr                # the RL optimiser has no schedule
+    d.set_learning_rates()
+    return sorted(changed)
+
+# %% ../nbs/12_train.ipynb #67d1aed8
 def _import_attr(spec: str):
     "`pkg.module:attr` -> the object."
     import importlib
@@ -649,6 +767,7 @@ def make_reward(spec: str, teacher: Callable, decode: Callable | None = None) ->
     if ':' in spec: return _import_attr(spec)(teacher=teacher, decode=decode), None
     raise ValueError(f"reward_model must be 'x0:<reward>', 'lrm:<folder>' or 'pkg.module:factory', got {spec!r}")
 
+# %% ../nbs/12_train.ipynb #44a5650f
 def _lrm_for(teacher: nn.Module, probe: tuple, **kw):
     "A `FeatureLRM` on `teacher` whose sizes come from one probe batch `(x, c)`: pooled-text conditions at scale."
     from flash_dmd.rewards import FeatureLRM
@@ -660,6 +779,7 @@ def _lrm_for(teacher: nn.Module, probe: tuple, **kw):
 
 def _pooled(c): return c.pooled
 
+# %% ../nbs/12_train.ipynb #3f0515fd
 def load_reward_model(folder: str | os.PathLike, teacher: nn.Module):
     "The `FeatureLRM` saved by `train_reward_model` in `folder` (a local folder or a hub repo id), on `teacher` (its backbone when it was trained frozen)."
     from safetensors.torch import load_file
@@ -687,10 +807,12 @@ def train_reward_model(cfg: TrainConfig, prefs: str | os.PathLike, out: str | os
     from flash_dmd.data import read_preferences, preference_sampler
     from flash_dmd.rewards import train_lrm
     from flash_dmd.models.sdxl import vae_encode
-    if cfg.model == 'toy': raise ValueError("train_reward_model is for the SDXL and SD3 models (toy rewards are functions: reward_model=x0:side)")
-    dev, (sd3, parts) = _device(cfg), _load_parts(cfg)
-    size = 32 if cfg.model.startswith('tiny-') else cfg.resolution      # the tiny models' image size is 32
-    for m in ((parts.transformer if sd3 else parts.unet), parts.vae, *parts.text_encoders): m.to(dev).requires_grad_(False)
+    kind = model_kind(cfg.model)
+    if kind.load_parts is None:
+        raise ValueError(f"train_reward_model is for the SDXL and SD3 models, not {cfg.model!r} (toy rewards are functions: reward_model=x0:side)")
+    dev, parts = _device(cfg), kind.load_parts(cfg)
+    size = parts.image_size                                             # the tiny models' is 32, a loaded model's cfg.resolution
+    for m in (_parts_net(parts), parts.vae, *parts.text_encoders): m.to(dev).requires_grad_(False)
     teacher = parts.denoiser().to(dev)
     pairs = preference_sampler(read_preferences(prefs), size, lambda x: vae_encode(parts.vae, x.to(dev)),
                                lambda p: parts.encode_prompts(p).to(dev))
@@ -705,14 +827,7 @@ def train_reward_model(cfg: TrainConfig, prefs: str | os.PathLike, out: str | os
                                               'skipped_images': pairs.skipped()}, indent=1))
     return out
 
-def _checkpoint_of(path: str | os.PathLike) -> Path:
-    "A checkpoint folder, or a run folder's latest checkpoint."
-    p = Path(path)
-    if (p / 'state.json').exists(): return p
-    ck = latest_checkpoint(p) if p.is_dir() else None
-    if ck is None: raise FileNotFoundError(f"init_from={str(path)!r}: no checkpoint there (give a checkpoint-* folder or a run folder)")
-    return ck
-
+# %% ../nbs/12_train.ipynb #39853e47
 def attach_stage2(d: Distiller, cfg: TrainConfig, init: bool = True):
     "Make `d` a Stage 2 run: load `cfg.init_from` (when `init`), then wrap it in a `JointTrainer` as `d.joint`."
     from flash_dmd.rl import JointTrainer, rl_preset
@@ -728,39 +843,24 @@ def attach_stage2(d: Distiller, cfg: TrainConfig, init: bool = True):
         share_frozen(d.joint.ref, d.teacher.model, skip=('lora_',))
     return speed_options(d, cfg)
 
-# %% ../nbs/12_train.ipynb #890d5230
+# %% ../nbs/12_train.ipynb #44978d47
+def _checkpoint_of(path: str | os.PathLike) -> Path:
+    "A checkpoint folder, or a run folder's latest checkpoint."
+    p = Path(path)
+    if (p / 'state.json').exists(): return p
+    ck = latest_checkpoint(p) if p.is_dir() else None
+    if ck is None: raise FileNotFoundError(f"init_from={str(path)!r}: no checkpoint there (give a checkpoint-* folder or a run folder)")
+    return ck
+
+# %% ../nbs/12_train.ipynb #31506bd8
 @torch.no_grad()
 def validate(d: Distiller, cfg: TrainConfig, out: Path, write: bool = True) -> Path:
-    "Write `val-<step>.png`: the student's 4-step samples from fixed noise (toy: a scatter; SDXL: an image grid). FSDP: every rank samples, `write` on one."
-    from flash_dmd.schedules import sample_student
-    import numpy as np
-    from PIL import Image
-    g = torch.Generator().manual_seed(cfg.validation_seed)
+    "Write `val-<step>.png`: the student's 4-step samples from fixed noise (the model kind draws them: a scatter of toy points, a grid of digits, a row of images). FSDP: every rank samples, `write` on one."
     path = out / f'val-{_step(d):07d}.png'
-    with d.passes.paused():
-        if cfg.model == 'toy':
-            import matplotlib; matplotlib.use('Agg')
-            import matplotlib.pyplot as plt
-            from flash_dmd.distill import student_samples
-            from flash_dmd.toy import plot_points
-            x, y = student_samples(d.eval_student, 2000, d.teacher.model.n_classes, d.schedule, d.cfg.student_timesteps, seed=cfg.validation_seed)
-            fig, ax = plt.subplots(figsize=(4, 4)); plot_points(ax, x, y, f'{cfg.method}, step {_step(d)}')
-            if write: fig.savefig(path, dpi=80)
-            plt.close(fig)
-        elif cfg.model == 'digits':
-            from flash_dmd.digits import student_digits, digits_grid
-            x, _ = student_digits(d.eval_student, 100, seed=cfg.validation_seed, timesteps=d.cfg.student_timesteps)   # 10 of each class
-            img = ((digits_grid(x.clamp(-1, 1), nrow=10).squeeze() + 1) * 127.5).round().byte().numpy()
-            if write: Image.fromarray(img).resize((img.shape[1] * 4, img.shape[0] * 4), Image.NEAREST).save(path)
-        else:
-            from flash_dmd.models.sdxl import vae_decode
-            c = d.parts.encode_prompts(list(cfg.validation_prompts)).to(d.device)
-            z = torch.randn(len(c), *d.x_shape, generator=g).to(d.device)
-            img = vae_decode(d.parts.vae, sample_student(d.eval_student, z, c, d.schedule, d.cfg.student_timesteps, g)).float().clamp(-1, 1)
-            img = ((img + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()       # [N, H, W, 3]
-            if write: Image.fromarray(np.concatenate(list(img), axis=1)).save(path)          # one row, one image per prompt
+    with d.passes.paused(): model_kind(cfg.model).validation_image(d, cfg, path, write)
     return path
 
+# %% ../nbs/12_train.ipynb #98616cf9
 class _Loggers:
     "metrics.jsonl always; tensorboard or wandb as `report_to` says."
     def __init__(self, cfg: TrainConfig, out: Path):
@@ -797,28 +897,21 @@ class _Loggers:
         if self.tb is not None: self.tb.close()
         if self.wandb is not None: self.wandb.finish()
 
-# %% ../nbs/12_train.ipynb #e2afec49
+# %% ../nbs/12_train.ipynb #6f49bc4a
+class NonFiniteLoss(RuntimeError):
+    "Training stopped on a NaN or infinite loss; the message names it, and the last good checkpoint is kept."
+
+# %% ../nbs/12_train.ipynb #bcc40ffc
 def _export(d: Distiller, cfg: TrainConfig, out: Path, main: bool, sharded: bool) -> str | None:
-    "Save the student as a diffusers pipeline (rank 0); with FSDP, its full weights are gathered into a plain copy first."
+    "Export the student as its model kind does (rank 0: a diffusers pipeline, or the digits weights); with FSDP, its full weights are gathered into a plain copy first."
     import copy
-    from flash_dmd.export import export_sdxl, export_sd3
     student = d.eval_student                                 # the EMA student when the run keeps one
     if sharded:
         full = _model_state(student)                       # every rank takes part; rank 0 receives the weights
         if not main: return None
         student = copy.deepcopy(d.teacher.model); student.load_state_dict(full)
     if not main: return None
-    if cfg.model == 'digits':                                # not a diffusers model: the student's weights and architecture
-        from flash_dmd.digits import save_digits_teacher, DigitsTeacherConfig, digits_teacher_meta
-        (out / 'export').mkdir(parents=True, exist_ok=True)              # load it back with flash_dmd.digits.load_digits_teacher(path)
-        save_digits_teacher(student, DigitsTeacherConfig(**digits_teacher_meta()['config']), cfg.seed, out / 'export' / 'student.safetensors', role='student',
-                            method=cfg.method, steps=_step(d), student_timesteps=list(d.cfg.student_timesteps))
-        return str(out / 'export' / 'student.safetensors')
-    if cfg.model in ('sd3', 'tiny-sd3'): return str(export_sd3(student.transformer, d.parts, out / 'export', d.cfg.student_timesteps))
-    return str(export_sdxl(student.unet, d.parts, out / 'export', d.cfg.student_timesteps))
-
-class NonFiniteLoss(RuntimeError):
-    "Training stopped on a NaN or infinite loss; the message names it, and the last good checkpoint is kept."
+    return model_kind(cfg.model).export(student, d, cfg, out)
 
 def _train(cfg: TrainConfig, progress: bool = True) -> dict:
     "The loop of `train`, once the run folder is locked and owned and `resume` is a verified checkpoint (or None)."
@@ -938,7 +1031,7 @@ def _trim_metrics(out: Path, step: int):
     if len(keep) < len(lines):
         tmp = p.with_suffix('.jsonl.tmp'); tmp.write_text(''.join(keep)); os.replace(tmp, p)
 
-# %% ../nbs/12_train.ipynb #9b168524
+# %% ../nbs/12_train.ipynb #cb192d7b
 def _resume_point(out: Path, cfg: TrainConfig, main: bool = True) -> Path | None:
     "The checkpoint to resume: `resume` verified; for 'latest' this run's newest sound one (a bad newest is named, the previous used)."
     if not cfg.resume: return None
@@ -974,6 +1067,7 @@ def _check_same_run(ck: Path, cfg: TrainConfig):
                                  "lacks models, a changed batch makes the cost wrong. Resume with the original values, or start a new run "
                                  "in another output_dir (init_from continues a Stage 1 run in Stage 2)")
 
+# %% ../nbs/12_train.ipynb #d8e0c5fe
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     "Run (or resume) a distillation described by `cfg` in `output_dir`, which this run owns and locks while it runs; returns a summary."
     from contextlib import nullcontext

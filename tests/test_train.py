@@ -231,3 +231,25 @@ def test_sd3_from_a_diffusers_folder_with_lora(tmp_path):
                output_type='latent', **kw).images
     torch.manual_seed(3)
     torch.testing.assert_close(out, sample_student(d.student, z, c, d.schedule, d.cfg.student_timesteps), atol=1e-4, rtol=1e-4)
+
+def test_a_registered_model_kind_is_accepted_and_builds_the_run(tmp_path):
+    "A new model kind is one registration: the config accepts its name, build goes through its build, its undeclared options are refused."
+    from flash_dmd.train import MODEL_KINDS, ModelKind, register_model_kind
+    with pytest.raises(ValueError, match=r"model must be one of \['toy', 'digits', 'tiny-sdxl', 'sdxl', 'tiny-sd3', 'sd3'\], got 'mykind'"):
+        TrainConfig(model='mykind')
+    toy, calls = MODEL_KINDS['toy'], []
+    def my_build(cfg, dcfg, device, rank, world):
+        calls.append((cfg.model, dcfg.batch, rank, world))
+        d = toy.build(cfg, dcfg, device, rank, world); d.built_by = 'mykind'; return d
+    register_model_kind('mykind', ModelKind(build=my_build, validation_image=toy.validation_image, points=True))
+    try:
+        assert TrainConfig(model='mykind').model == 'mykind'
+        assert build(load_config(overrides=['model=mykind', 'distill.batch=8'])).built_by == 'mykind'
+        r = train(load_config(overrides=['model=mykind', f'output_dir={tmp_path}', 'max_steps=2', 'distill.batch=8', 'validate_every=2',
+                                         'report_to=none']), progress=False)
+        assert r['distiller'].built_by == 'mykind' and r['steps'] == 2 and (tmp_path / 'val-0000002.png').exists()
+        assert calls == [('mykind', 8, 0, 1)] * 2
+        with pytest.raises(ValueError, match="lora_rank is for the SDXL and SD3 models, not 'mykind'"): TrainConfig(model='mykind', lora_rank=4)
+        with pytest.raises(ValueError, match="model 'mykind' has no export"): TrainConfig(model='mykind', export=True)
+    finally: MODEL_KINDS.pop('mykind', None)
+    with pytest.raises(ValueError, match='model must be one of'): TrainConfig(model='mykind')

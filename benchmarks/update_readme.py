@@ -202,9 +202,9 @@ def main():
     for name, (path, fn) in TABLES.items():
         p = ROOT / path
         body = fn(json.loads(p.read_text())) if p.exists() else f'No result yet: run `python {path.replace("results/", "").replace(".json", ".py")}`.'
-        pat = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.S)
+        pat = re.compile(rf'(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)', re.S)
         if not pat.search(readme): sys.exit(f"README.md has no <!-- results:{name} --> block")
-        readme = pat.sub(lambda mt: mt.group(1) + body + mt.group(2), readme)
+        readme = pat.sub(lambda mt: mt.group(1) + body + '\n' + mt.group(2), readme)
     if check:
         if readme != original: sys.exit('README.md results differ from benchmarks/results/*.json: run python benchmarks/update_readme.py')
         print('README.md results match the benchmark JSON'); return

@@ -76,17 +76,19 @@ def stage2_summary(runs: list, methods: list, control: str, keys: tuple, keep: d
             row[f'{key}_gain_mean'], row[f'{key}_gain_std'] = mean(gain(key)), std(gain(key))
             row[f'{key}_vs_control_mean'], row[f'{key}_vs_control_std'] = mean(vs_ctrl(key)), std(vs_ctrl(key))
             row[f'{key}_final_mean'] = mean([final(r['curve'], key) for r in rs])
-        kept = {}
+        kept, short = {}, {}
         for key, better in keep.items():
             ratio = mean([final(r['curve'], key) / r['curve'][0][key] for r in rs if r['curve'][0][key] > 0])
             row[f'{key}_kept_mean'] = ratio
             kept[key] = ratio is not None and (ratio >= goal_keep if better == 'higher' else ratio <= 2 - goal_keep)
+            short[key] = 1.0 if ratio is None else max(0.0, goal_keep - ratio if better == 'higher' else ratio - (2 - goal_keep))
         ts = sorted({t for r in rs for t in r['labels']}, key=int, reverse=True)
         row['labels'] = {t: {k: mean([r['labels'][t][k] for r in rs if t in r['labels']]) for k in ('label_acc', 'label_acc_reward', 'kept')}
                          for t in ts}
         up = lambda key: row[f'{key}_mean'] is not None and row[f'{key}_mean'] > 0 and row[f'{key}_mean'] > (row[f'{key}_std'] or 0)
         row['judge_up_over_start'], row['judge_up_over_control'] = up('judge_gain'), (m != control and up('judge_vs_control'))
         row['distribution_kept'] = bool(rs) and all(kept.values())
+        row['distribution_shortfall'] = list(short.values())           # how far each kept-ratio misses the goal (0: met)
         row['meets_goal'] = len(rs) >= 2 and row['judge_up_over_start'] and row['judge_up_over_control'] and row['distribution_kept']   # a spread needs seeds
         row['train_seconds_mean'] = mean([r['train_seconds'] for r in rs])
         out[m] = row
@@ -97,8 +99,15 @@ def stage2_verdict(summary: dict, control: str, faithful: str) -> dict:
     meets = [m for m, s in summary.items() if s['meets_goal']]
     kept = [m for m, s in summary.items() if m != control and s['distribution_kept'] and s['judge_vs_control_mean'] is not None]
     score = lambda m: summary[m]['judge_vs_control_mean'] if summary[m]['judge_vs_control_mean'] is not None else -1e9
+    up = [m for m, s in summary.items() if m != control and s['judge_up_over_control']]
+    # closest: the largest judge gain among methods that keep the distribution; if none keeps it, the method that raises
+    # the judge over the control and harms the distribution least (its worst kept-ratio shortfall)
+    harm = lambda m: max(summary[m].get('distribution_shortfall') or [0.0])
+    closest, why = ((max(kept, key=score), 'keeps the distribution; the largest judge gain over the control') if kept else
+                    (min(up, key=harm), 'raises the judge over the control and harms the distribution least') if up else
+                    (max((m for m in summary if m != control), key=score), 'the largest judge gain over the control; none keeps the distribution'))
     return {'meets_goal': meets, 'faithful_meets_goal': summary.get(faithful, {}).get('meets_goal', False),
-            'closest': max(kept or [m for m in summary if m != control], key=score),
+            'closest': closest, 'closest_why': why,
             'highest_judge_gain': max((m for m in summary if m != control), key=score),
             'recommended': max(meets, key=score) if meets else None}
 

@@ -78,11 +78,14 @@ def _run(job):
     rl = rl_preset(job['rl_preset'], rl_ratio=job['ratio'], batch=cfg.batch, **{'lr': RL_LR, 'beta': RL_BETA, **job['rl']}, seed=job['seed'])
     jt, t0, err = JointTrainer(rl, d, x0_reward(teacher, reward), reward, judge=judge), time.perf_counter(), None
 
-    def evaluate(cycle):
-        x, y = student_digits(d.student, job['n_eval'], seed=1)
+    def measure(net, pre=''):
+        x, y = student_digits(net, job['n_eval'], seed=1)
         m = evaluator(x, y)
-        return {'cycle': cycle, 'rl_updates': jt.rl_updates, 'reward': reward(x, y).mean().item(), 'judge': judge(x, y).mean().item(),
-                **{k: m[k] for k in ('fd', 'recall', 'precision', 'accuracy', 'saturation')}}
+        return {pre + 'reward': reward(x, y).mean().item(), pre + 'judge': judge(x, y).mean().item(),
+                **{pre + k: m[k] for k in ('fd', 'recall', 'precision', 'accuracy', 'saturation')}}
+
+    def evaluate(cycle):                                                 # the EMA student is judged; the raw one is logged beside it
+        return {'cycle': cycle, 'rl_updates': jt.rl_updates, **measure(d.eval_student), **measure(d.student, 'raw_')}
     curve = [evaluate(0)]
     try:
         for c in range(1, job['cycles'] + 1):
@@ -92,7 +95,7 @@ def _run(job):
         err = str(e)
     out = {k: job[k] for k in ('method', 'seed')} | {'curve': curve, 'error': err, 'labels': rl_labels(jt.rl_log),
                                                      'train_seconds': time.perf_counter() - t0}
-    if job['seed'] == SHOW_SEED: out['samples'] = [[round(v, 3) for v in im.flatten().tolist()] for im in student_digits(d.student, N_SHOW, seed=1)[0]]
+    if job['seed'] == SHOW_SEED: out['samples'] = [[round(v, 3) for v in im.flatten().tolist()] for im in student_digits(d.eval_student, N_SHOW, seed=1)[0]]
     return out
 
 def summarise(runs: list, methods: list) -> dict:
@@ -155,7 +158,8 @@ def main(argv=None):
     result = {'benchmark': 'stage2_digits', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
               'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(), 'workers': a.workers},
               'config': {'seeds': list(seeds), **{k: v for k, v in base.items() if k != 'cache'}, 'rl_lr': RL_LR, 'rl_beta': RL_BETA,
-                         'stage1_preset': STAGE1, 'stage2_start': 'the EMA student of the Stage 1 run', 'control': CONTROL, 'faithful': FAITHFUL,
+                         'stage1_preset': STAGE1, 'stage2_start': 'the EMA student of the Stage 1 run',
+                         'evaluated': 'the EMA of the student (decay as in Stage 1, following RL and distillation updates); raw_* keys: the raw student', 'control': CONTROL, 'faithful': FAITHFUL,
                          'methods': _method_config(),
                          'training_reward': 'ink_reward(0.1); DPO ranks candidates by it on the teacher posterior mean',
                          'judge': 'ink_reward(0.1) x evaluation-network probability of the requested digit',

@@ -101,13 +101,14 @@ def _run(job):
     rm = reward_model(job['rm'], teacher, job['seed'], job['scale'])
     d = load_stage1(teacher, key, DATASET, preset('flash', seed=job['seed']), job['stage1_iters'])
 
-    def evaluate(cycle, jt):
-        x, y = student_samples(d.student, job['n_eval'], teacher.n_classes, teacher.schedule, seed=1)
+    def measure(net, pre=''):
+        x, y = student_samples(net, job['n_eval'], teacher.n_classes, teacher.schedule, seed=1)
         m = toy_metrics(x, y, ref)
-        return {'cycle': cycle, 'rl_updates': jt.rl_updates, 'distill_iterations': d.it - it0,
-                'reward': reward(x, y).mean().item(), 'judge': judge(x, y).mean().item(),
-                'swd': m['swd'], 'mode_precision': m['mode_precision'], 'coverage': m['coverage'],
-                'precision': m['precision'], 'recall': m['recall']}
+        return {pre + 'reward': reward(x, y).mean().item(), pre + 'judge': judge(x, y).mean().item(),
+                **{pre + k: m[k] for k in ('swd', 'mode_precision', 'coverage', 'precision', 'recall')}}
+
+    def evaluate(cycle, jt):                                              # the EMA student is judged; the raw one is logged beside it
+        return {'cycle': cycle, 'rl_updates': jt.rl_updates, 'distill_iterations': d.it - it0, **measure(d.eval_student), **measure(d.student, 'raw_')}
 
     cfg = rl_preset(job['rl_preset'], rl_ratio=job['ratio'], **{'lr': RL_LR, 'beta': RL_BETA, **job['rl']}, seed=job['seed'])
     jt, it0, err, t0 = JointTrainer(cfg, d, rm, reward, judge=judge), d.it, None, time.perf_counter()
@@ -121,7 +122,7 @@ def _run(job):
     out = {k: job[k] for k in ('method', 'seed')} | {'curve': curve, 'error': err, 'labels': rl_labels(jt.rl_log),
                                                      'train_seconds': time.perf_counter() - t0}
     if job['seed'] == SHOW_SEED:                                          # the final samples of one seed, for the picture
-        x, y = student_samples(d.student, N_SHOW, teacher.n_classes, teacher.schedule, seed=1)
+        x, y = student_samples(d.eval_student, N_SHOW, teacher.n_classes, teacher.schedule, seed=1)
         out['samples'] = {'x': [[round(v, 3) for v in p] for p in x.tolist()], 'y': y.tolist()}
     return out
 
@@ -153,6 +154,7 @@ def main(argv=None):
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)
     if a.resummarise:
         result = merge_partials(json.loads((out / 'stage2_toy.json').read_text()), out, 'stage2_toy')
+        result['config'].setdefault('evaluated', 'the raw student (runs made before Stage 2 kept an EMA)')
         result['config']['methods'] = {m: v for m, v in _method_config().items() if any(r['method'] == m for r in result['runs'])}
         result['summary'] = summarise(result['runs'], list(result['config']['methods']))
         result['verdict'] = stage2_verdict(result['summary'], CONTROL, FAITHFUL)
@@ -180,6 +182,7 @@ def main(argv=None):
               'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(), 'workers': a.workers},
               'config': {'dataset': DATASET, 'seeds': list(seeds), **base, 'rl_lr': RL_LR, 'rl_beta': RL_BETA, 'stage1_preset': 'flash',
                          'stage2_start': 'the EMA student of the Stage 1 run', 'control': CONTROL, 'faithful': FAITHFUL,
+                         'evaluated': 'the EMA of the student (decay as in Stage 1, following RL and distillation updates); raw_* keys: the raw student',
                          'methods': _method_config(),
                          'rl_presets': {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()} for k, v in RL_PRESETS.items()},
                          'reward_models': {**LRMS, 'teacher-x0': 'the training reward of the teacher posterior mean'},

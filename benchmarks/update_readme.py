@@ -102,7 +102,7 @@ def stage2_verdicts(res: dict) -> list[str]:
         out.append(f"- Meet the goal: {', '.join(f'`{m}`' for m in V['meets_goal'])}; the largest judge gain over the control among them is "
                    f"`{V['recommended']}` ({_f(S[V['recommended']]['judge_vs_control_mean'])}).")
     else:
-        out.append(f"- No method meets the goal. Closest (the largest judge gain over the control that keeps the distribution): `{V['closest']}` "
+        out.append(f"- No method meets the goal. Closest ({V.get('closest_why', 'the largest judge gain over the control that keeps the distribution')}): `{V['closest']}` "
                    f"({_f(S[V['closest']]['judge_vs_control_mean'])} ± {_f(S[V['closest']]['judge_vs_control_std'])}).")
     labs = {t: v['label_acc'] for t, v in f['labels'].items() if v['label_acc'] is not None}
     if labs:

@@ -16,8 +16,8 @@ from .schedules import Schedule, STUDENT_TIMESTEPS, backward_simulate, sample_st
 from .distill import Distiller, DistillConfig, preset, config_from_dict, checked_replace, toy_distiller, student_samples
 
 # %% auto #0
-__all__ = ['DPO_BETA', 'RL_PRESETS', 'gaussian_logp', 'dpo_log_ratio', 'lcm_transition', 'tile_cond', 'dpo_loss', 'RLConfig',
-           'rl_preset', 'JointTrainer', 'load_stage1']
+__all__ = ['DPO_BETA', 'RL_PRESETS', 'RECOMMENDED_RL', 'gaussian_logp', 'dpo_log_ratio', 'lcm_transition', 'tile_cond',
+           'dpo_loss', 'RLConfig', 'rl_preset', 'JointTrainer', 'load_stage1']
 
 # %% ../nbs/06_joint_rl.ipynb #3a394769
 def gaussian_logp(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -106,6 +106,7 @@ RL_PRESETS = {
     'rl-all-steps': dict(rl='dpo', distill=True, gan=True, rl_steps=(999, 749, 499)),
     'refl': dict(rl='refl', distill=True, gan=True),
 }
+RECOMMENDED_RL = 'rl-all-steps'   # this project's Stage 2 recipe: the benchmark's recommended row (a test checks it against the JSON)
 
 def rl_preset(name: str, **overrides) -> RLConfig:
     "The `RLConfig` of Stage 2 preset `name` (see `RL_PRESETS`) with `overrides`."
@@ -120,6 +121,7 @@ class JointTrainer:
         self.cfg, self.d = rl_cfg, distiller
         if not rl_cfg.gan and distiller.cfg.gan != 'none':
             distiller.cfg = replace(distiller.cfg, w_adv=0.0)          # no adversarial gradient reaches the student
+        distiller.cfg = replace(distiller.cfg, student_ema_warmup=False)   # a trained student: its EMA runs at full decay at once
         ts = distiller.cfg.student_timesteps
         for t in rl_cfg.rl_steps:
             if t not in ts or ts.index(t) + 1 >= len(ts):
@@ -162,6 +164,7 @@ class JointTrainer:
         self.opt.zero_grad(set_to_none=True); loss.backward()
         d._sync_grads([p for g in self.opt.param_groups for p in g['params']])
         nn.utils.clip_grad_norm_(d.student.parameters(), cfg.grad_clip); self.opt.step()
+        d.update_student_ema()                                               # the EMA follows RL updates of the student too
         self.rl_updates += 1; self.rl_log.append(out)
         return {'rl': loss.item(), **out}
 

@@ -80,7 +80,7 @@ def stage2_table(res: dict) -> str:
     keep = ('mode_precision', 'coverage') if toy else ('fd', 'recall')
     where = f"toy 2D `{cfg['dataset']}` (`benchmarks/stage2_toy.py`)" if toy else 'the 8x8 digits (`benchmarks/stage2_digits.py`)'
     lines = [f"Stage 2 on {where}: {len(cfg['seeds'])} seeds, {cfg['cycles']} cycles from {cfg['stage2_start']} (`{cfg['stage1_preset']}`); "
-             f"final = {cfg['final_value']}; 'vs control' is final minus the `{cfg['control']}` run of the same seed. "
+             f"evaluated: {cfg.get('evaluated', 'the raw student')}; final = {cfg['final_value']}; 'vs control' is final minus the `{cfg['control']}` run of the same seed. "
              f"Training reward: {cfg['training_reward']}. Held-out judge (never trained on): {cfg['judge']}. "
              f"Label accuracy: {cfg['label_accuracy']} (0.5 = coin flip). Goal: {cfg['goal']}.", '',
              f"| method | RL:DM | judge gain | judge vs control | reward vs control | {keep[0]} / start | {keep[1]} / start | label accuracy by RL step | goal |",

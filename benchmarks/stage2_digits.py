@@ -32,6 +32,8 @@ METHODS = {   # name -> (RL preset, RL:DM ratio, RLConfig overrides)
     'steps 999/749/499': ('flash+rl', 5, {'rl_steps': (999, 749, 499)}),
     'lr 3e-4': ('flash+rl', 5, {'lr': 3e-4}),
     'ratio 1:1': ('flash+rl', 1, {}),
+    'lr 3e-5': ('flash+rl', 5, {'lr': 3e-5}),
+    'steps 999/749/499, ratio 1:1': ('flash+rl', 1, {'rl_steps': (999, 749, 499)}),
 }
 GOAL_KEEP = 0.95   # recall at least 0.95 x start, Fréchet distance at most (2 - 0.95) x start
 SHOW_SEED, N_SHOW = 0, 40

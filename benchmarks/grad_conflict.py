@@ -104,8 +104,9 @@ def plot(res: dict, path):
         it = [m['iteration'] for m in rs[0]['measures']]
         for j, t in enumerate(rs[0]['t']):
             y = np.array([[np.nan if m['cos'][j] is None else m['cos'][j] for m in r['measures']] for r in rs])
-            if np.isnan(y).all(): continue
-            mu, sd = np.nanmean(y, 0), np.nanstd(y, 0)
+            if np.isnan(y).all(): continue                        # the adversarial step with the split: one loss, no cosine
+            with warnings.catch_warnings():                       # iteration 0: the DM gradient is zero (fake = real), no cosine
+                warnings.simplefilter('ignore', RuntimeWarning); mu, sd = np.nanmean(y, 0), np.nanstd(y, 0)
             ax.plot(it, mu, label=f't = {t}', color=f'C{j}'); ax.fill_between(it, mu - sd, mu + sd, color=f'C{j}', alpha=0.12)
         ax.axhline(0, c='k', lw=0.8); ax.set(title=name, xlabel='iteration', ylabel='cos(grad DM, grad GAN)', ylim=(-1, 1))
         ax.legend(fontsize=7)

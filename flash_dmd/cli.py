@@ -15,7 +15,7 @@ from .distill import PRESETS, RECOMMENDED, preset, config_from_dict, run_toy, st
 # %% auto #0
 __all__ = ['USER_ERRORS', 'write_json', 'parse_overrides', 'run_distill', 'run_digits_demo', 'main']
 
-# %% ../nbs/90_cli.ipynb #2329573c
+# %% ../nbs/90_cli.ipynb #05ca7a82
 def write_json(path: Path, obj: dict):
     "Write `obj` as indented JSON to `path` via a temporary file, so a crash never leaves half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +33,7 @@ def parse_overrides(items: list[str]) -> dict:
         except (ValueError, SyntaxError): out[k] = v
     return out
 
+# %% ../nbs/90_cli.ipynb #b1c12d70
 def run_distill(out: str | Path = 'outputs/demo', method: str = RECOMMENDED, dataset: str = 'grid25', iters: int = 1500,
                 seed: int = 0, overrides: dict | None = None, teacher_steps: int | None = None, n_eval: int = 2000,
                 progress: bool = True) -> dict:
@@ -72,6 +73,7 @@ def run_distill(out: str | Path = 'outputs/demo', method: str = RECOMMENDED, dat
     write_json(out / 'metrics.json', result)
     return result
 
+# %% ../nbs/90_cli.ipynb #a176ac19
 def run_digits_demo(out: str | Path = 'outputs/demo', method: str = RECOMMENDED, iters: int = 200, seed: int = 0,
                     n_eval: int = 1000, progress: bool = True) -> dict:
     "Distil the shipped digits teacher with `method` (digits defaults); write `digits.json` and `digits.png` to `out`."
@@ -102,7 +104,7 @@ def run_digits_demo(out: str | Path = 'outputs/demo', method: str = RECOMMENDED,
     write_json(out / 'digits.json', result)
     return result
 
-# %% ../nbs/90_cli.ipynb #c67b2389
+# %% ../nbs/90_cli.ipynb #d41644b8
 def _at_least(lo: int):
     "An argparse type: an integer >= `lo`, or an error naming the bound."
     def parse(s: str) -> int:
@@ -116,6 +118,7 @@ def _at_least(lo: int):
 def _debug(p: argparse.ArgumentParser):
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='on an error, show the traceback (default: one line, exit code 2)')
 
+# %% ../nbs/90_cli.ipynb #ddf85235
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='flash-dmd', description='Flash-DMD toolkit: toy and scaled distillation jobs.')
     p.add_argument('--debug', action='store_true', help='on an error, show the traceback (default: one line, exit code 2)')
@@ -156,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--seed', type=int, default=0); _debug(t)
     return p
 
-# %% ../nbs/90_cli.ipynb #1bc5ed3f
+# %% ../nbs/90_cli.ipynb #c49e1787
 def _job(args: argparse.Namespace) -> int:
     "Run the job `args` names; errors propagate to `main`, which turns a user's error into one line."
     if args.job in ('demo', 'distill'):
@@ -202,6 +205,7 @@ def _job(args: argparse.Namespace) -> int:
         print(cache_dir() / f"{teacher_key(cfg, args.seed)}.safetensors")
     return 0
 
+# %% ../nbs/90_cli.ipynb #01f39224
 USER_ERRORS = (KeyError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, OSError, ImportError)
 
 def main(argv: list[str] | None = None) -> int:

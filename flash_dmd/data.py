@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')
 __all__ = ['IMAGE_SUFFIXES', 'read_prompts', 'ImageSource', 'ImageFiles', 'ImageFolder', 'expand_shards', 'TarShards', 'HFImages',
            'open_images', 'image_prompt_sampler', 'read_preferences', 'preference_sampler']
 
-# %% ../nbs/15_data.ipynb #f5a27ad3
+# %% ../nbs/15_data.ipynb #48a159a9
 def read_prompts(path: str | os.PathLike) -> list[str]:
     "Prompts from a `.txt` (one per line) or `.jsonl` file (`prompt`, `caption` or `text` per line), or `hf:<dataset>[:split[:column]]`."
     if str(path).startswith('hf:'):
@@ -42,6 +42,7 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     if not out: raise ValueError(f"prompt file {str(path)!r} holds no prompts")
     return out
 
+# %% ../nbs/15_data.ipynb #889d38bd
 def _rgb(im):
     "A PIL image as 8-bit RGB. 16-bit and 32-bit grey images are scaled to 8 bits first: `convert('RGB')` would clip them (a 16-bit PNG turns white)."
     if im.mode.startswith('I') or im.mode == 'F':
@@ -64,6 +65,7 @@ def _square(im, size: int) -> torch.Tensor:
     x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3)
     return x.permute(2, 0, 1).float() / 127.5 - 1
 
+# %% ../nbs/15_data.ipynb #d593839a
 class ImageSource:
     "Random access to `len(self)` images; `sample` draws with replacement by a generator, skipping (counting, logging once) unreadable ones."
     def __init__(self, size: int, where: str):
@@ -95,6 +97,7 @@ class ImageSource:
             if x is not None: out.append(x)
         return torch.stack(out)
 
+# %% ../nbs/15_data.ipynb #7f80027e
 class ImageFiles(ImageSource):
     "Images at a list of file paths."
     def __init__(self, files: Sequence[str | os.PathLike], size: int, where: str = 'image files'):
@@ -113,7 +116,7 @@ class ImageFolder(ImageFiles):
         super().__init__(sorted(f for f in self.root.rglob('*') if f.suffix.lower() in IMAGE_SUFFIXES), size, str(root))
         if not self.files: raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}")
 
-# %% ../nbs/15_data.ipynb #0105cd1d
+# %% ../nbs/15_data.ipynb #1456f412
 def expand_shards(spec: str) -> list[Path]:
     "Tar shard paths of a webdataset spec: brace ranges `a-{000..009}.tar`, globs `dir/*.tar`, or a list joined by `::`."
     import glob, re
@@ -129,6 +132,7 @@ def expand_shards(spec: str) -> list[Path]:
     if not out or missing: raise FileNotFoundError(f"webdataset shards not found: {missing[:3] or [spec]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ''))
     return out
 
+# %% ../nbs/15_data.ipynb #4a1e6437
 def _shard_images(shard: Path) -> list[tuple[str, int, int]]:
     "`(name, data offset, size)` of the image members of a tar shard; a truncated shard keeps the images before the cut, with a warning."
     import tarfile
@@ -149,6 +153,7 @@ def _shard_images(shard: Path) -> list[tuple[str, int, int]]:
                       "images before that point, anything after it is lost")
     return images
 
+# %% ../nbs/15_data.ipynb #b64a69e3
 class TarShards(ImageSource):
     "Images inside webdataset tar shards (every image member is one sample; the index is built once by reading the tar headers)."
     def __init__(self, spec: str, size: int):
@@ -169,7 +174,7 @@ class TarShards(ImageSource):
         with Image.open(io.BytesIO(f.read(size))) as im: im.load(); return im.copy()
     def __getstate__(self): return {**self.__dict__, '_open': {}}     # open tar handles stay with their process
 
-# %% ../nbs/15_data.ipynb #a39a3d79
+# %% ../nbs/15_data.ipynb #25f16ed9
 def _hf_dataset(spec: str):
     "`(dataset, column)` of `hf:<name or path>[:split[:column]]`: a folder from `save_to_disk`, a local data folder or a hub name."
     try: import datasets
@@ -184,6 +189,7 @@ def _hf_dataset(spec: str):
         except Exception as e: raise FileNotFoundError(f"cannot load dataset {name!r} (split {split or 'train'!r}): {type(e).__name__}: {e}") from None
     return ds, column
 
+# %% ../nbs/15_data.ipynb #81b2ab3b
 class HFImages(ImageSource):
     "Images of a Hugging Face dataset column (default: the first `Image` column)."
     def __init__(self, spec: str, size: int):
@@ -204,6 +210,7 @@ class HFImages(ImageSource):
             im = Image.open(io.BytesIO(im['bytes']))
         return im
 
+# %% ../nbs/15_data.ipynb #429ea07e
 def open_images(spec: str | os.PathLike, size: int) -> ImageSource:
     "The image source a config names: `hf:<dataset>...`, webdataset `.tar` shards, or a folder."
     s = str(spec)
@@ -220,7 +227,7 @@ def image_prompt_sampler(images: ImageSource, prompts: Sequence[str], encode_ima
         with torch.no_grad(): return encode_images(x), encode_prompts([prompts[i] for i in idx])
     return real_batch
 
-# %% ../nbs/15_data.ipynb #779b8fd6
+# %% ../nbs/15_data.ipynb #fadb31ca
 def read_preferences(path: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     "`(prompt, chosen, rejected)` per line of a JSONL file (`prompt`, `chosen`, `rejected`; image paths relative to the file)."
     p = Path(path)

@@ -517,6 +517,43 @@ def loss_map(cfg: DistillConfig) -> dict:
         out[t] = losses
     return out
 
+# %% ../nbs/04_distill.ipynb #885cfb35
+@patch
+def grad_cosine(self: Distiller, generator: torch.Generator, n: int | None = None) -> dict:
+    """Per student timestep `t`: the cosine between the student's parameter gradients of the DM loss and of the GAN loss in
+    the generator update that draws `t`, and their norms (weighted as in the update, by `w_dm` and `w_adv`). With `split`, a DM
+    step's GAN gradient is that of the second pass at `adv_step`; a step that gets one loss only has `cos` and the missing
+    loss's norm NaN. Training is untouched: draws come from `generator`, no parameter changes, all gradients end as None."""
+    cfg, ts, sch = self.cfg, self.cfg.student_timesteps, self.schedule
+    n, params = n or cfg.batch, [p for p in self.student.parameters() if p.requires_grad]
+    def flat_grad(loss):                                       # autograd.grad: nothing accumulates in .grad
+        gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, gs)])
+    nan, out = float('nan'), {'t': list(ts), 'losses': [], 'adv_t': [], 'cos': [], 'dm_norm': [], 'adv_norm': []}
+    run_gen, self.gen = self.gen, generator                    # the methods called below draw from `self.gen`
+    try:
+        with self.passes.paused():
+            c, z = self.sample_cond(n, generator), self.noise(n, generator)
+            for k, t in enumerate(ts):
+                dm_on = not cfg.split or t in cfg.dm_steps
+                adv_on = self.disc is not None and (not cfg.split or dm_on or t == cfg.adv_step)
+                x_t = backward_simulate(self.student, z, c, sch, k, ts, generator)
+                x0 = self.student(x_t, torch.full((n,), float(t), device=self.device), c)
+                g_dm = g_adv = adv_t = None
+                if dm_on: g_dm = flat_grad(cfg.w_dm * dmd_loss(x0, c, self.real, self.fake, sch, cfg.tau_range, cfg.normaliser, generator)[0])
+                if adv_on:
+                    x0_adv, adv_t = self.adversarial_output(x0, k, c) if dm_on else (x0, t)   # the GAN-only step scores its own output
+                    g_adv = flat_grad(cfg.w_adv * g_loss(self.disc_logits(x0_adv, c, True), cfg.gan_loss))
+                na, nb = (nan if g is None else float(g.norm()) for g in (g_dm, g_adv))
+                cos = float(g_dm @ g_adv) / (na * nb) if g_dm is not None and g_adv is not None and na * nb > 0 else nan
+                out['losses'].append(['DM'] * dm_on + ['GAN'] * adv_on); out['adv_t'].append(adv_t)
+                out['cos'].append(max(-1.0, min(1.0, cos)) if cos == cos else cos); out['dm_norm'].append(na); out['adv_norm'].append(nb)
+    finally:
+        self.gen = run_gen
+        for o in (self.opt_g, self.opt_fake, self.opt_d):
+            if o is not None: o.zero_grad(set_to_none=True)
+    return {k: torch.tensor(v) if k in ('cos', 'dm_norm', 'adv_norm') else v for k, v in out.items()}
+
 # %% ../nbs/04_distill.ipynb #c0a1e019
 DEVIATIONS = {   # field -> (this project's choice, the paper's, why); `deviations()` adds what the recommended preset changes
     'student_ema': ('an EMA of the student in every preset', 'not stated', 'the field standard for evaluating GAN-trained generators; it removes most of the late drift'),

@@ -15,7 +15,7 @@ from .schedules import STUDENT_TIMESTEPS
 # %% auto #0
 __all__ = ['STUDENT_FILE', 'student_scheduler', 'fused', 'export_sdxl', 'load_exported', 'student_call_kwargs', 'export_sd3']
 
-# %% ../nbs/14_export.ipynb #3b1fba6f
+# %% ../nbs/14_export.ipynb #b8e18762
 def student_scheduler(timesteps=STUDENT_TIMESTEPS, beta_start: float = 0.00085, beta_end: float = 0.012):
     "An `LCMScheduler` whose `len(timesteps)`-step schedule is exactly the student's timesteps (evenly spaced, ending at T/n - 1)."
     from diffusers import LCMScheduler
@@ -28,6 +28,7 @@ def student_scheduler(timesteps=STUDENT_TIMESTEPS, beta_start: float = 0.00085, 
                          "pass timesteps= to the pipeline call instead")
     return s
 
+# %% ../nbs/14_export.ipynb #7970c41f
 def fused(net: nn.Module) -> nn.Module:
     "`net` itself, or for a LoRA network (peft adapters) a copy with the adapters fused into its weights and removed."
     import copy
@@ -35,6 +36,7 @@ def fused(net: nn.Module) -> nn.Module:
     net = copy.deepcopy(net); net.fuse_lora(); net.unload_lora()
     return net
 
+# %% ../nbs/14_export.ipynb #d50c8498
 def export_sdxl(student_unet: nn.Module, parts, path: str | os.PathLike, timesteps=STUDENT_TIMESTEPS) -> Path:
     "Write a `StableDiffusionXLPipeline` (the student's UNet, the teacher's VAE, text encoders and tokenizers, an LCM scheduler) to `path`."
     from diffusers import StableDiffusionXLPipeline
@@ -44,6 +46,9 @@ def export_sdxl(student_unet: nn.Module, parts, path: str | os.PathLike, timeste
                                      unet=fused(student_unet), scheduler=student_scheduler(timesteps))
     path = Path(path); pipe.save_pretrained(path)
     return path
+
+# %% ../nbs/14_export.ipynb #f732e37f
+STUDENT_FILE = 'flash_dmd_student.json'
 
 def load_exported(path: str | os.PathLike, **kw):
     "Load an exported student pipeline, SDXL or SD3 as its `model_index.json` says (offline when `path` is a local folder)."
@@ -64,8 +69,6 @@ def student_call_kwargs(path: str | os.PathLike) -> dict:
     return json.loads(f.read_text())['call']
 
 # %% ../nbs/14_export.ipynb #e196734b
-STUDENT_FILE = 'flash_dmd_student.json'
-
 def export_sd3(student_transformer: nn.Module, parts, path: str | os.PathLike, timesteps=None) -> Path:
     "Write a `StableDiffusion3Pipeline` (the student's transformer, LoRA fused, the teacher's other parts, `FlowMatchLCMScheduler`) to `path`."
     import json

@@ -106,3 +106,20 @@ def test_stabilisers_quick(tmp_path):
         assert res['verdict'][scale]['lowest_final'] in S
     cos = next(r for r in res['runs'] if r['variant'] == 'lr warm-up + cosine')
     assert cos['overrides']['lr_horizon'] == 4 and cos['overrides']['lr_schedule'] == 'cosine'
+
+def test_grad_conflict_quick(tmp_path):
+    "The gradient-conflict benchmark: split on and off, cosines per timestep from Distiller.grad_cosine, snapshots, a verdict."
+    res = run_quick('grad_conflict', tmp_path)
+    assert {r['split'] for r in res['runs']} == {False, True} and len(res['runs']) == 2 * len(res['config']['seeds'])
+    for run in res['runs']:
+        assert run['t'] == [999, 749, 499, 249] and run['measures'][-1]['iteration'] == run['iters']
+        for m in run['measures']:
+            assert all(c is None or -1 <= c <= 1 for c in m['cos'])
+        if run['split']: assert run['losses'][-1] == ['GAN'] and all(m['cos'][-1] is None for m in run['measures'])
+        else: assert all(l == ['DM', 'GAN'] for l in run['losses'])
+    first = [r for r in res['runs'] if r['seed'] == res['config']['seeds'][0]]
+    assert all('x' in s and len(s['x']) == len(s['label']) for r in first for s in r['snapshots'])
+    assert set(res['summary']) == {'no_split', 'split'} and set(res['summary']['no_split']) == {'999', '749', '499', '249'}
+    v = res['verdict']
+    assert isinstance(v['conflict_found'], bool) and v['conflict_found'] == bool(v['conflict_timesteps_no_split'])
+    assert v['conflict_found'] == any(s['significantly_negative'] for s in res['summary']['no_split'].values())

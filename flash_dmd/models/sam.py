@@ -27,7 +27,7 @@ def tiny_sam(seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         return SamVisionModel(cfg).eval().requires_grad_(False)
 
-# %% ../../nbs/11_models_sam.ipynb #b35d062d
+# %% ../../nbs/11_models_sam.ipynb #67063e53
 SAM_MEAN, SAM_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # ImageNet statistics, SAM's processor defaults
 
 def even_levels(n_layers: int, k: int = 4) -> tuple[int, ...]:
@@ -35,6 +35,7 @@ def even_levels(n_layers: int, k: int = 4) -> tuple[int, ...]:
     k = min(k, n_layers)
     return tuple(round((i + 1) * n_layers / k) for i in range(k))
 
+# %% ../../nbs/11_models_sam.ipynb #698cf6ef
 class SamFeatures(nn.Module):
     "A frozen SAM image encoder as a multi-level backbone: images `[B,3,H,W]` in [-1, 1] -> list of `[B, C, S/16, S/16]` maps."
     def __init__(self, sam: nn.Module, levels: Sequence[int] | None = None, image_size: int | None = None):
@@ -79,7 +80,7 @@ def load_sam(name_or_path: str | os.PathLike = 'facebook/sam-vit-base', levels: 
                                      'facebook/sam-vit-base', lambda src: SamModel.from_pretrained(src, **({} if dtype is None else {'torch_dtype': dtype})))
     return SamFeatures(sam.vision_encoder, levels, image_size)
 
-# %% ../../nbs/11_models_sam.ipynb #975c1fe8
+# %% ../../nbs/11_models_sam.ipynb #f426aa84
 class ConvHead(nn.Module):
     "A 2D discriminator head for one feature level: `[B, C, h, w]` -> one logit per sample `[B, 1]`."
     def __init__(self, dim: int, hidden: int = 256, n_down: int = 3, groups: int = 32):
@@ -100,6 +101,7 @@ class ConvHead(nn.Module):
                              "so the head's output would not depend on its input; use fewer groups or a smaller n_down")
         return self.net(f)
 
+# %% ../../nbs/11_models_sam.ipynb #7c252dd9
 def conv_head(dim: int, hidden: int = 256, n_down: int = 3, groups: int = 32) -> ConvHead:
     "ADM-style head builder for `PixelGAN(head=...)`: `n_down` x [conv4x4/2, GN, SiLU], conv3x3, GN, SiLU, pool, linear -> 1."
     return ConvHead(dim, hidden, n_down, groups)

@@ -20,8 +20,8 @@ from .sdxl import (BatchedCond, encode_prompts, tiny_clip_tokenizer, tiny_text_e
 # %% auto #0
 __all__ = ['SD3_TIMESTEP_SCALE', 'SD3_SUBFOLDERS', 'SD3_T5_SUBFOLDERS', 'SD3_LORA_TARGETS', 'SD3Cond', 'encode_sd3_prompts',
            'tiny_sd3_text_encoders', 'tiny_t5', 'tiny_sd3_vae', 'tiny_sd3_transformer', 'SD3Denoiser', 'SD3Parts',
-           'tiny_sd3', 'load_sd3', 'save_sd3', 'sd3_pipeline', 'lora_parameters', 'add_lora', 'use_lora',
-           'share_frozen']
+           'tiny_sd3', 'load_sd3', 'save_sd3', 'sd3_pipeline', 'lora_parameters', 'add_lora', 'share_frozen',
+           'use_lora']
 
 # %% ../../nbs/13_models_sd3.ipynb #f2f77476
 SD3_TIMESTEP_SCALE = 1000     # SD3's transformer is conditioned on sigma * 1000 (diffusers: scheduler.timesteps = sigmas * 1000)
@@ -106,10 +106,11 @@ def tiny_sd3_transformer(seed: int = 0, joint_dim: int = 64, pooled_dim: int = 6
         attention_head_dim=16, num_attention_heads=4, joint_attention_dim=joint_dim, caption_projection_dim=64,
         pooled_projection_dim=pooled_dim, pos_embed_max_size=sample_size))
 
-# %% ../../nbs/13_models_sd3.ipynb #7958076a
+# %% ../../nbs/13_models_sd3.ipynb #c08119a6
 class _BlockReached(Exception):
     "Raised by `SD3Denoiser.features`'s hook to stop the transformer after the feature block."
 
+# %% ../../nbs/13_models_sd3.ipynb #b6c6e588
 class SD3Denoiser(nn.Module):
     "A diffusers `SD3Transformer2DModel` as the core's denoiser `(x_t, t, c: SD3Cond) -> x0_hat`, with `null_cond` and `features`."
     pred = 'flow'                 # the transformer predicts the velocity u = eps - x0
@@ -165,7 +166,7 @@ class SD3Denoiser(nn.Module):
         h, w = x_t.shape[-2] // p, x_t.shape[-1] // p
         return got['h'].unflatten(1, (h, w)).permute(0, 3, 1, 2)   # [B, h*w, D] -> [B, D, h, w]
 
-# %% ../../nbs/13_models_sd3.ipynb #135af272
+# %% ../../nbs/13_models_sd3.ipynb #b688114d
 SD3_SUBFOLDERS = ('transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler')
 SD3_T5_SUBFOLDERS = ('text_encoder_3', 'tokenizer_3')
 
@@ -201,6 +202,7 @@ def tiny_sd3(seed: int = 0, t5: bool = False, t5_tokens: int = 8) -> SD3Parts:
     return SD3Parts(transformer, tiny_sd3_vae(seed + 5), (tok, tok), clips, FlowSchedule(shift=3.0), image_size=32,
                     t5_tokenizer=tok if t5 else None, t5_encoder=tiny_t5(tok, joint, seed + 6) if t5 else None, t5_tokens=t5_tokens)
 
+# %% ../../nbs/13_models_sd3.ipynb #8cb37172
 def load_sd3(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, t5: bool = False, image_size: int = 1024,
              t5_tokens: int = 256) -> SD3Parts:
     "Load SD3's transformer, VAE, CLIP encoders and tokenizers (and T5 with `t5=True`) from a diffusers folder or hub name (e.g. 'stabilityai/stable-diffusion-3-medium-diffusers')."
@@ -241,9 +243,10 @@ def sd3_pipeline(parts: SD3Parts, transformer: nn.Module | None = None):
                                     text_encoder_2=parts.text_encoders[1], tokenizer_2=parts.tokenizers[1],
                                     text_encoder_3=parts.t5_encoder, tokenizer_3=parts.t5_tokenizer)
 
-# %% ../../nbs/13_models_sd3.ipynb #739706a2
+# %% ../../nbs/13_models_sd3.ipynb #5014ef7c
 SD3_LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0', 'add_q_proj', 'add_k_proj', 'add_v_proj', 'to_add_out')
 
+# %% ../../nbs/13_models_sd3.ipynb #97b71624
 def _peft():
     try: import peft
     except ImportError as e:
@@ -251,6 +254,7 @@ def _peft():
                           "`pip install -e '.[train]'`)") from e
     return peft
 
+# %% ../../nbs/13_models_sd3.ipynb #3a338a98
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     "The LoRA adapter weights of `model` (peft names them `...lora_A...` / `...lora_B...`)."
     return [p for n, p in model.named_parameters() if '.lora_A.' in n or '.lora_B.' in n]
@@ -270,6 +274,19 @@ def add_lora(model: SD3Denoiser, rank: int = 16, alpha: float | None = None, tar
     assert all(p.requires_grad for p in params) and sum(p.requires_grad for p in model.parameters()) == len(params)
     return model
 
+# %% ../../nbs/13_models_sd3.ipynb #9e4e0816
+def share_frozen(model: nn.Module, reference: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
+    "Point every frozen parameter of `model` (but those whose name contains one of `skip`) at `reference`'s parameter of the same name (peft's `.base_layer` ignored): one copy in memory."
+    ref = dict(reference.named_parameters())
+    for name, p in list(model.named_parameters()):
+        if p.requires_grad or any(s in name for s in skip): continue
+        q = ref.get(name.replace('.base_layer', ''))
+        if q is None or q.shape != p.shape: raise ValueError(f"share_frozen: the reference has no parameter matching {name!r}")
+        owner, _, attr = name.rpartition('.')
+        setattr(model.get_submodule(owner), attr, q)
+    return model
+
+# %% ../../nbs/13_models_sd3.ipynb #4b99f753
 def use_lora(dist, rank: int = 16, alpha: float | None = None, targets: Sequence[str] = SD3_LORA_TARGETS,
              fake: bool = False, seed: int = 0):
     "Turn a freshly built `Distiller`'s student (and with `fake=True` its fake score) into LoRA models; their optimizers see the adapters only."
@@ -287,14 +304,3 @@ def use_lora(dist, rank: int = 16, alpha: float | None = None, targets: Sequence
         dist.opt_fake = torch.optim.Adam(lora_parameters(dist.fake), lr=cfg.lr_fake, betas=cfg.betas)
     if dist.student_ema is not None: dist.make_student_ema()   # the EMA now averages the adapters (the base is shared)
     return dist
-
-def share_frozen(model: nn.Module, reference: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
-    "Point every frozen parameter of `model` (but those whose name contains one of `skip`) at `reference`'s parameter of the same name (peft's `.base_layer` ignored): one copy in memory."
-    ref = dict(reference.named_parameters())
-    for name, p in list(model.named_parameters()):
-        if p.requires_grad or any(s in name for s in skip): continue
-        q = ref.get(name.replace('.base_layer', ''))
-        if q is None or q.shape != p.shape: raise ValueError(f"share_frozen: the reference has no parameter matching {name!r}")
-        owner, _, attr = name.rpartition('.')
-        setattr(model.get_submodule(owner), attr, q)
-    return model

@@ -77,9 +77,10 @@ def make_time_ids(original_size: tuple[int, int], crop: tuple[int, int], target_
     if len(ids) != 6: raise ValueError(f"sizes and crop must be pairs (h, w); got {original_size}, {crop}, {target_size}")
     return torch.tensor([ids], dtype=torch.float32).expand(batch, 6).clone()
 
-# %% ../../nbs/10_models_sdxl.ipynb #d59bc94f
+# %% ../../nbs/10_models_sdxl.ipynb #8b59e001
 def _device(m: nn.Module) -> torch.device: return next(m.parameters()).device
 
+# %% ../../nbs/10_models_sdxl.ipynb #cb75471e
 @torch.no_grad()
 def encode_prompts(prompts: str | Sequence[str], tokenizers: Sequence, text_encoders: Sequence[nn.Module],
                    size: tuple[int, int] = (1024, 1024), crop: tuple[int, int] = (0, 0),
@@ -98,13 +99,14 @@ def encode_prompts(prompts: str | Sequence[str], tokenizers: Sequence, text_enco
     time_ids = make_time_ids(original_size or size, crop, size, len(prompts)).to(pooled.device)
     return SDXLCond(torch.cat(embeds, -1), pooled, time_ids)
 
-# %% ../../nbs/10_models_sdxl.ipynb #dc923496
+# %% ../../nbs/10_models_sdxl.ipynb #8e8a82e0
 def _byte_chars() -> list[str]:
     "CLIP/GPT-2's byte-level alphabet: printable bytes map to themselves, the other bytes to code points from 256 upwards."
     keep = {*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1), *range(ord('®'), ord('ÿ') + 1)}
     spare = iter(range(256, 512))
     return [chr(b) if b in keep else chr(next(spare)) for b in range(256)]
 
+# %% ../../nbs/10_models_sdxl.ipynb #2fdf98ea
 def tiny_clip_tokenizer(max_length: int = 77):
     "A character-level CLIP tokenizer built in code (516-token vocabulary, no merges), usable offline."
     from transformers import CLIPTokenizer
@@ -112,13 +114,14 @@ def tiny_clip_tokenizer(max_length: int = 77):
     vocab = {tok: i for i, tok in enumerate(chars + [ch + '</w>' for ch in chars] + ['<|startoftext|>', '<|endoftext|>'])}
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
 
-# %% ../../nbs/10_models_sdxl.ipynb #ae0e6ad3
+# %% ../../nbs/10_models_sdxl.ipynb #131961a7
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     "Build a module with its weights drawn from `seed`, leaving the global RNG as it was."
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return build()
 
+# %% ../../nbs/10_models_sdxl.ipynb #d86310c9
 def tiny_text_encoders(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 3, projection: int = 32) -> tuple[nn.Module, nn.Module]:
     "Two tiny CLIP text encoders (plain, and with projection) matching `tokenizer`'s ids; frozen, in eval mode."
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -159,11 +162,12 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, size:
         if titles: ax.set_title(titles[i], fontsize=8)
     plt.tight_layout(); plt.show()
 
-# %% ../../nbs/10_models_sdxl.ipynb #f95abe71
+# %% ../../nbs/10_models_sdxl.ipynb #9ec60fcf
 def _vae_scale_shift(vae) -> tuple[float, float]:
     cfg = vae.config
     return float(cfg.scaling_factor), float(getattr(cfg, 'shift_factor', None) or 0.)
 
+# %% ../../nbs/10_models_sdxl.ipynb #59fa442a
 def vae_encode(vae: nn.Module, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False) -> torch.Tensor:
     "Images `[B, 3, H, W]` in [-1, 1] -> scaled latents `[B, C, H/f, W/f]` (posterior mean, or a sample drawn from `generator`)."
     scale, shift = _vae_scale_shift(vae)
@@ -178,6 +182,7 @@ def vae_decode(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     p = next(vae.parameters())
     return vae.decode(latents.to(p.dtype) / scale + shift, return_dict=False)[0]
 
+# %% ../../nbs/10_models_sdxl.ipynb #e8f0b6b8
 def tiny_vae(seed: int = 0, scaling_factor: float | None = None) -> nn.Module:
     "A tiny `AutoencoderKL` (2 blocks: 2x downsampling, 4 latent channels), frozen; `scaling_factor=None` calibrates it on `shape_images`."
     from diffusers import AutoencoderKL
@@ -201,10 +206,11 @@ def tiny_unet(seed: int = 0, cross_attention_dim: int = 64, pooled_dim: int = 32
         addition_embed_type='text_time', addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + pooled_dim,
         cross_attention_dim=cross_attention_dim))
 
-# %% ../../nbs/10_models_sdxl.ipynb #7993a7ac
+# %% ../../nbs/10_models_sdxl.ipynb #4eddb18d
 class _MidBlockReached(Exception):
     "Raised by `SDXLDenoiser.features`'s hook to stop the UNet after its mid block."
 
+# %% ../../nbs/10_models_sdxl.ipynb #1db55122
 class SDXLDenoiser(nn.Module):
     "A diffusers `UNet2DConditionModel` as the core's denoiser `(x_t, t, c: SDXLCond) -> x0_hat`, with `null_cond` and `features`."
     def __init__(self, unet: nn.Module, schedule: Schedule | None = None, null: SDXLCond | None = None, pred: str = 'eps'):
@@ -245,7 +251,7 @@ class SDXLDenoiser(nn.Module):
         finally: handle.remove()
         return got['h']
 
-# %% ../../nbs/10_models_sdxl.ipynb #67229f40
+# %% ../../nbs/10_models_sdxl.ipynb #40d1e980
 SDXL_SUBFOLDERS = ('unet', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2')
 
 @dataclass
@@ -275,6 +281,7 @@ def tiny_sdxl(seed: int = 0) -> SDXLParts:
     unet = tiny_unet(seed, cross_attention_dim=d, pooled_dim=encoders[1].config.projection_dim)
     return SDXLParts(unet, tiny_vae(seed + 3), (tok, tok), encoders, VPSchedule.scaled_linear(), image_size=32)
 
+# %% ../../nbs/10_models_sdxl.ipynb #9f00836f
 def check_source(name_or_path: str | os.PathLike, what: str, example: str) -> str:
     "Fail early, naming it, when `name_or_path` is meant as a local path (absolute, `./`, `~`, several `/`) but does not exist."
     s = str(name_or_path)
@@ -291,6 +298,7 @@ def from_pretrained_or_explain(name_or_path: str | os.PathLike, who: str, what: 
         raise OSError(f"{who}: could not load {what} from {str(name_or_path)!r} ({expected}; offline runs need it cached "
                       f"or local): {type(e).__name__}: {e}") from e
 
+# %% ../../nbs/10_models_sdxl.ipynb #2bfe204f
 def load_sdxl(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, image_size: int = 1024) -> SDXLParts:
     "Load SDXL's UNet, VAE, text encoders and tokenizers from a diffusers folder or hub name (e.g. 'stabilityai/stable-diffusion-xl-base-1.0')."
     from diffusers import AutoencoderKL, UNet2DConditionModel

@@ -3,7 +3,7 @@
 # shaped like the paper's Table 1, beside the paper's numbers: OUT/table1.json (and OUT/teacher, OUT/student: results.json,
 # grid.png). Settings come from the environment; extra arguments go to both `python -m flash_dmd.evaluate run` calls.
 #
-#   STUDENT=runs/sdxl/export PROMPTS=data/coco10k.jsonl REF_IMAGES=data/coco10k/subset scaled_runs/eval_sdxl.sh
+#   STUDENT=runs/sdxl-flash/export PROMPTS=data/coco10k.jsonl REF_IMAGES=data/coco10k/subset scaled_runs/eval_sdxl.sh
 #   N=1000 STUDENT=... PROMPTS=... scaled_runs/eval_sdxl.sh --save-images        # a quick look, no FID
 #
 #   TEACHER      hub name or folder of the teacher pipeline (default stabilityai/stable-diffusion-xl-base-1.0)

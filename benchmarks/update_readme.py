@@ -188,13 +188,32 @@ def memory_table(res: dict) -> str:
     lines.append(f"\n'fits': {res['assumptions']['fits']}.")
     return '\n'.join(lines)
 
+def grad_conflict_table(res: dict) -> str:
+    C, S, V = res['config'], res['summary'], res['verdict']
+    lines = [f"Do the DM and GAN gradients conflict? (`benchmarks/grad_conflict.py`): `{C['preset']}` on toy `{C['dataset']}`, "
+             f"{len(C['seeds'])} seeds, {C['iters']} iterations, split on and off; every {C['measure_every']} iterations the cosine "
+             "between the two losses' gradients on the student's weights, per student timestep (negative = conflict; "
+             f"one-sided t-test over seeds at alpha {C['alpha']}).", '',
+             'With the split, the DM gradient of a pass at t meets the GAN gradient of its second pass at the adversarial step; '
+             'at that step itself only the GAN loss is left, so there is no pair.', '',
+             '| student t | no split: cosine (DM and GAN at t) | split: cosine | split: GAN gradient taken at |', '|---|---|---|---|']
+    cos = lambda r: '-' if r['cos_mean'] is None else f"{r['cos_mean']:+.3f} ± {r['cos_std']:.3f}"
+    for t in S['no_split']:
+        lines.append(f"| {t} | {cos(S['no_split'][t])} | {cos(S['split'][t])} | {'GAN only' if S['split'][t]['cos_mean'] is None else 't = ' + str(S['split'][t]['adv_t'])} |")
+    lines += ['', f"- Conflict (significantly negative cosine) without the split: "
+              + (', '.join(f't = {t}' for t in V['conflict_timesteps_no_split']) or 'none')
+              + "; significantly positive: " + (', '.join(f't = {t}' for t in V['positive_timesteps_no_split']) or 'none') + '.',
+              f"- Final SWD of the EMA student: {V['final_swd_no_split']:.3f} without the split, {V['final_swd_split']:.3f} with it."]
+    return '\n'.join(lines)
+
 TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
           'stage2_digits': ('benchmarks/results/stage2_digits.json', stage2_table),
           'memory': ('benchmarks/results/memory_plan.json', memory_table),
           'digits': ('benchmarks/results/digits.json', digits_table),
-          'stabilisers': ('benchmarks/results/stabilisers.json', stabilisers_table)}
+          'stabilisers': ('benchmarks/results/stabilisers.json', stabilisers_table),
+          'grad_conflict': ('benchmarks/results/grad_conflict.json', grad_conflict_table)}
 
 def main():
     check = '--check' in sys.argv[1:]

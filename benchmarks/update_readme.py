@@ -92,6 +92,16 @@ def stage2_table(res: dict) -> str:
                      f"{_f(s[f'{keep[0]}_kept_mean'], 2)} | {_f(s[f'{keep[1]}_kept_mean'], 2)} | {lab} | {'yes' if s['meets_goal'] else 'no'} |")
     return '\n'.join(lines + [''] + stage2_verdicts(res))
 
+def _limits(res: dict, m: str) -> str:
+    "Which parts of the goal row `m` misses, each with its measured value (the goal's text is in the JSON's config)."
+    r = res['summary'][m]
+    keep = ('mode_precision', 'coverage') if res['benchmark'] == 'stage2_toy' else ('fd', 'recall')
+    miss = [] if r['judge_up_over_start'] else ['the judge gain over the start is within its seed spread']
+    if not r['judge_up_over_control']: miss.append('the judge gain over the control is within its seed spread')
+    miss += [f"{k} {_f(r[f'{k}_kept_mean'], 3)} x start (short of the bound by {_f(sh, 3)})"
+             for k, sh in zip(keep, r.get('distribution_shortfall') or []) if sh > 0]
+    return '; '.join(miss) or 'nothing (too few seeds for a spread)'
+
 def stage2_verdicts(res: dict) -> list[str]:
     "Plain statements read off the Stage 2 summary (the rules are in this function and the script, the numbers in the JSON)."
     S, V, cfg = res['summary'], res['verdict'], res['config']
@@ -103,7 +113,7 @@ def stage2_verdicts(res: dict) -> list[str]:
                    f"`{V['recommended']}` ({_f(S[V['recommended']]['judge_vs_control_mean'])}).")
     else:
         out.append(f"- No method meets the goal. Closest ({V.get('closest_why', 'the largest judge gain over the control that keeps the distribution')}): `{V['closest']}` "
-                   f"({_f(S[V['closest']]['judge_vs_control_mean'])} ± {_f(S[V['closest']]['judge_vs_control_std'])}).")
+                   f"({_f(S[V['closest']]['judge_vs_control_mean'])} ± {_f(S[V['closest']]['judge_vs_control_std'])}); what limits it: {_limits(res, V['closest'])}.")
     labs = {t: v['label_acc'] for t, v in f['labels'].items() if v['label_acc'] is not None}
     if labs:
         out.append("- The DPO labels of the paper's recipe agree with the judge on " + ', '.join(f"{_f(a, 2)} of pairs at t = {t}" for t, a in labs.items())

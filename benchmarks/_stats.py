@@ -160,3 +160,41 @@ def merge_partials(result: dict, folder: Path, name: str) -> dict:
     result['runs'] = list(runs.values())
     for p in parts: p.unlink()
     return result
+
+def stage2_parser(doc: str, seeds_help: str | None = None):
+    "The command line both Stage 2 benchmarks share (`seeds_help`: also offer --seeds)."
+    import argparse
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='a tiny run that checks the pipeline and the file shape')
+    p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
+    if seeds_help: p.add_argument('--seeds', type=int, nargs='*', default=None, help=seeds_help)
+    p.add_argument('--resummarise', action='store_true', help='add the runs of later --only runs to the JSON; recompute the summary, verdict and figure')
+    return p
+
+def only_tag(only) -> str:
+    "The partial file's tag for an `--only` run ('' for a full run)."
+    return '' if only is None else '.' + '+'.join(x.replace(' ', '_').replace('/', '-').replace(':', '-') for x in only)
+
+def write_stage2(result: dict, out: Path, plot, keep: tuple) -> dict:
+    "Write a Stage 2 benchmark's JSON and figure; print the verdict and one line per method (`keep`: the two kept-ratio keys)."
+    name = result['benchmark']
+    (out / f'{name}.json').write_text(json.dumps(result, indent=1, default=float))
+    plot(result, out / f'{name}.png')
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.png'}")
+    print('verdict:', json.dumps(result['verdict']))
+    for m, s in result['summary'].items():
+        print(f"{m:18s} judge {s['judge_gain_mean']:+.4f}±{s['judge_gain_std']:.4f} vs control {s['judge_vs_control_mean'] or 0:+.4f}"
+              f"±{s['judge_vs_control_std'] or 0:.4f} " + ' '.join(f"{k} kept {s[f'{k}_kept_mean']:.2f}" for k in keep)
+              + ' labels ' + ' '.join(f"{t}:{v['label_acc']:.2f}" for t, v in s['labels'].items() if v['label_acc'] is not None))
+    return result
+
+def resummarise_stage2(out: Path, name: str, method_config: dict, summarise, control: str, faithful: str, plot, keep: tuple) -> dict:
+    "Fold later `--only` runs into `out/name.json`, then recompute its summary, verdict and figure."
+    result = merge_partials(json.loads((out / f'{name}.json').read_text()), out, name)
+    result['config'].setdefault('evaluated', 'the raw student (runs made before Stage 2 kept an EMA)')
+    result['config']['methods'] = {m: v for m, v in method_config.items() if any(r['method'] == m for r in result['runs'])}
+    result['summary'] = summarise(result['runs'], list(result['config']['methods']))
+    result['verdict'] = stage2_verdict(result['summary'], control, faithful)
+    return write_stage2(result, out, plot, keep)

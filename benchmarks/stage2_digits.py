@@ -16,10 +16,10 @@ The goal (beyond the paper): the judge rises by more than its seed spread, over 
 Fréchet distance and recall stay within 5% of the start.
 """
 from __future__ import annotations
-import argparse, json, os, platform, time, warnings
+import json, os, platform, time, warnings
 from pathlib import Path
 
-from _stats import RESULTS, run_jobs, rl_labels, stage2_summary, stage2_verdict, plot_stage2, merge_partials   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import RESULTS, run_jobs, rl_labels, stage2_summary, stage2_verdict, plot_stage2, stage2_parser, only_tag, write_stage2, resummarise_stage2   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 STAGE1, STAGE1_ITERS, SEEDS, CYCLES, EVAL_EVERY, N_EVAL = 'flash-stable', 500, (0, 1, 2), 60, 20, 1000
 RL_LR, RL_BETA = 1e-4, 6400.   # beta on the per-dimension log-ratio: 8x8 digits have 64 numbers, so the old 100 on the sum
@@ -114,33 +114,10 @@ def plot(result: dict, path):
     "Judge and Fréchet distance over cycles, label accuracy per RL step, and every method's judge gain over the control."
     plot_stage2(result, path, CONTROL, (CONTROL, FAITHFUL, 'pure-rl'), [('judge', 'held-out judge (ink x recognisable)'), ('fd', 'Fréchet distance')])
 
-def _write(result: dict, out: Path) -> dict:
-    "Write the JSON and the figure, and print the verdict and one line per method."
-    (out / 'stage2_digits.json').write_text(json.dumps(result, indent=1, default=float))
-    plot(result, out / 'stage2_digits.png')
-    print(f"wrote {out / 'stage2_digits.json'} and {out / 'stage2_digits.png'}")
-    print('verdict:', json.dumps(result['verdict']))
-    for m, s in result['summary'].items():
-        print(f"{m:18s} judge {s['judge_gain_mean']:+.4f}±{s['judge_gain_std']:.4f} vs control {s['judge_vs_control_mean'] or 0:+.4f}"
-              f"±{s['judge_vs_control_std'] or 0:.4f} fd kept {s['fd_kept_mean']:.2f} recall kept {s['recall_kept_mean']:.2f} "
-              'labels ' + ' '.join(f"{t}:{v['label_acc']:.2f}" for t, v in s['labels'].items() if v['label_acc'] is not None))
-    return result
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--quick', action='store_true', help='a tiny run that checks the pipeline and the file shape')
-    p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
-    p.add_argument('--workers', type=int, default=2)
-    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
-    p.add_argument('--resummarise', action='store_true', help='add the runs of later --only runs to the JSON; recompute the summary, verdict and figure')
-    a = p.parse_args(argv)
+    a = stage2_parser(__doc__).parse_args(argv)
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)
-    if a.resummarise:
-        result = merge_partials(json.loads((out / 'stage2_digits.json').read_text()), out, 'stage2_digits')
-        result['config']['methods'] = {m: v for m, v in _method_config().items() if any(r['method'] == m for r in result['runs'])}
-        result['summary'] = summarise(result['runs'], list(result['config']['methods']))
-        result['verdict'] = stage2_verdict(result['summary'], CONTROL, FAITHFUL)
-        return _write(result, out)
+    if a.resummarise: return resummarise_stage2(out, 'stage2_digits', _method_config(), summarise, CONTROL, FAITHFUL, plot, ('fd', 'recall'))
     from flash_dmd.toy import cache_dir
     if a.quick: seeds, base = (0, 1), dict(stage1_iters=6, cycles=2, eval_every=1, n_eval=200)
     else: seeds, base = SEEDS, dict(stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, n_eval=N_EVAL)
@@ -152,7 +129,7 @@ def main(argv=None):
     print('Stage 1 students ready:', [round(r['seconds']) for r in s1], 's', flush=True)
     methods = [m for m in METHODS if a.only is None or m in a.only]
     jobs = [dict(method=m, rl_preset=pre, ratio=ratio, rl=ov, seed=s, **base) for s in seeds for m, (pre, ratio, ov) in METHODS.items() if m in methods]
-    tag = '' if a.only is None else '.' + '+'.join(x.replace(' ', '_').replace('/', '-').replace(':', '-') for x in a.only)
+    tag = only_tag(a.only)
     runs = run_jobs(_run, jobs, a.workers, out / f'stage2_digits{tag}.partial.jsonl', key=lambda j: json.dumps({k: v for k, v in j.items() if k != 'cache'}, sort_keys=True))
     if a.only is not None: return runs
     import torch
@@ -170,7 +147,7 @@ def main(argv=None):
                          'label_accuracy': 'winner and loser finished by the student with the same noise; share the judge orders as the reward model did'},
               'stage1': s1, 'summary': summary, 'verdict': stage2_verdict(summary, CONTROL, FAITHFUL), 'runs': runs}
     for part in out.glob('stage2_digits*.partial.jsonl'): part.unlink()       # every run is in the JSON now
-    return _write(result, out)
+    return write_stage2(result, out, plot, ('fd', 'recall'))
 
 if __name__ == '__main__':
     main()

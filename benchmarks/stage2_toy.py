@@ -20,10 +20,10 @@ The goal (beyond the paper): the judge rises by more than its seed spread, over 
 mode precision and coverage stay within 5% of the start.
 """
 from __future__ import annotations
-import argparse, json, os, platform, time, warnings
+import json, os, platform, time, warnings
 from pathlib import Path
 
-from _stats import RESULTS, run_jobs, rl_labels, stage2_summary, stage2_verdict, plot_stage2, merge_partials   # benchmarks/_stats.py (the script's folder is on sys.path)
+from _stats import RESULTS, run_jobs, rl_labels, stage2_summary, stage2_verdict, plot_stage2, stage2_parser, only_tag, write_stage2, resummarise_stage2   # benchmarks/_stats.py (the script's folder is on sys.path)
 
 DATASET, SEEDS, STAGE1_ITERS, CYCLES, EVAL_EVERY = 'grid25', (0, 1, 2, 3, 4), 1500, 200, 25
 RL_LR, RL_BETA = 1e-4, 200.   # beta on the per-dimension log-ratio: toy points have 2 numbers, so the old 100 on the sum
@@ -143,22 +143,9 @@ def plot(result: dict, path):
     plot_stage2(result, path, CONTROL, CURVES, [('judge', 'held-out judge (never trained on)'), ('mode_precision', 'mode precision')])
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--quick', action='store_true', help='a tiny run that checks the pipeline and the file shape')
-    p.add_argument('--out', default=None, help='output folder (default benchmarks/results, or benchmarks/results/quick with --quick)')
-    p.add_argument('--workers', type=int, default=2)
-    p.add_argument('--only', nargs='*', default=None, help='run only these methods now (their runs are kept for the next full run)')
-    p.add_argument('--seeds', type=int, nargs='*', default=None, help='seeds (default 0-4)')
-    p.add_argument('--resummarise', action='store_true', help='add the runs of later --only runs to the JSON; recompute the summary, verdict and figure')
-    a = p.parse_args(argv)
+    a = stage2_parser(__doc__, 'seeds (default 0-4)').parse_args(argv)
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)
-    if a.resummarise:
-        result = merge_partials(json.loads((out / 'stage2_toy.json').read_text()), out, 'stage2_toy')
-        result['config'].setdefault('evaluated', 'the raw student (runs made before Stage 2 kept an EMA)')
-        result['config']['methods'] = {m: v for m, v in _method_config().items() if any(r['method'] == m for r in result['runs'])}
-        result['summary'] = summarise(result['runs'], list(result['config']['methods']))
-        result['verdict'] = stage2_verdict(result['summary'], CONTROL, FAITHFUL)
-        return _write(result, out)
+    if a.resummarise: return resummarise_stage2(out, 'stage2_toy', _method_config(), summarise, CONTROL, FAITHFUL, plot, ('mode_precision', 'coverage'))
     if a.quick: seeds, base = (0,), dict(teacher={'steps': 300}, stage1_iters=30, cycles=8, eval_every=4, n_eval=500, scale={'lrm': 0.05})
     else: seeds, base = SEEDS, dict(teacher={}, stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, n_eval=1500, scale={'lrm': 1.0})
     if a.seeds is not None: seeds = tuple(a.seeds)
@@ -170,7 +157,7 @@ def main(argv=None):
     methods = [m for m in METHODS if a.only is None or m in a.only]
     jobs = [dict(method=m, rl_preset=pre, ratio=ratio, rl=ov, rm=rm, seed=s, **base)
             for s in seeds for m, (pre, ratio, ov, rm) in METHODS.items() if m in methods]
-    tag = '' if a.only is None else '.' + '+'.join(x.replace(' ', '_').replace('/', '-').replace(':', '-') for x in a.only)
+    tag = only_tag(a.only)
     runs = run_jobs(_run, jobs, a.workers, out / f'stage2_toy{tag}.partial.jsonl')
     if a.only is not None: return runs
     import torch
@@ -192,19 +179,7 @@ def main(argv=None):
                          'label_accuracy': 'winner and loser finished by the student with the same noise; share the judge orders as the reward model did'},
               'reward_model_accuracy': rm_acc, 'stage1_seconds': s1, 'summary': summary, 'verdict': stage2_verdict(summary, CONTROL, FAITHFUL), 'runs': runs}
     for part in out.glob('stage2_toy*.partial.jsonl'): part.unlink()          # every run is in the JSON now
-    return _write(result, out)
-
-def _write(result: dict, out: Path) -> dict:
-    "Write the JSON and the figure, and print the verdict and one line per method."
-    (out / 'stage2_toy.json').write_text(json.dumps(result, indent=1, default=float))
-    plot(result, out / 'stage2_toy.png')
-    print(f"wrote {out / 'stage2_toy.json'} and {out / 'stage2_toy.png'}")
-    print('verdict:', json.dumps(result['verdict']))
-    for m, s in result['summary'].items():
-        print(f"{m:18s} judge {s['judge_gain_mean']:+.3f}±{s['judge_gain_std']:.3f} vs control {s['judge_vs_control_mean'] or 0:+.3f}"
-              f"±{s['judge_vs_control_std'] or 0:.3f} precision kept {s['mode_precision_kept_mean']:.2f} coverage kept {s['coverage_kept_mean']:.2f} "
-              'labels ' + ' '.join(f"{t}:{v['label_acc']:.2f}" for t, v in s['labels'].items() if v['label_acc'] is not None))
-    return result
+    return write_stage2(result, out, plot, ('mode_precision', 'coverage'))
 
 if __name__ == '__main__':
     main()

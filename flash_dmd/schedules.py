@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PRED_KINDS', 'Denoiser', 'STUDENT_TIMESTEPS', 'Schedule', 'VPSchedule', 'shift_sigma', 'FlowSchedule', 'cfg',
-           'with_cfg', 'sharded', 'randn_like', 'student_step', 'sample_student', 'backward_simulate', 'ddim_step',
-           'sample_teacher', 'sample_timesteps', 'denoising_loss']
+           'with_cfg', 'randn_like', 'student_step', 'sample_student', 'backward_simulate', 'ddim_step',
+           'sample_teacher', 'sample_timesteps', 'denoising_loss', 'sharded']
 
 # %% ../nbs/00_schedules.ipynb #0dab3c96
 PRED_KINDS = ('x0', 'eps', 'v', 'flow')  # what a network can predict; see `Schedule.to_x0`
@@ -159,26 +159,17 @@ def with_cfg(model: Denoiser, w: float, null_cond: Callable[[object], object]) -
     return guided
 
 # %% ../nbs/00_schedules.ipynb #ec3b3f8a
-class sharded:
-    """Context for data-parallel runs: batch-shaped random draws made through `randn_like` and `sample_timesteps` with a
-    generator are drawn for all `world` ranks and this `rank`'s slice is returned. With every rank's generator in the same
-    state, N processes with batch B/N then see exactly the noise of one process with batch B."""
-    current = (0, 1)                                   # (rank, world) of the innermost active context
-    def __init__(self, rank: int, world: int):
-        if not 0 <= rank < world: raise ValueError(f"rank must be in [0, {world}), got {rank}")
-        self.rw = (rank, world)
-    def __enter__(self): self.prev, sharded.current = sharded.current, self.rw
-    def __exit__(self, *a): sharded.current = self.prev
+_SHARD = (0, 1)                                        # (rank, world) of the innermost `sharded` context (appendix); one process: (0, 1)
 
 def _shard_draw(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     "`draw(n)`, or under `sharded(rank, world)` this rank's slice of `draw(world * n)`."
-    rank, world = sharded.current
+    rank, world = _SHARD
     return draw(n) if world == 1 else draw(world * n)[rank * n:(rank + 1) * n]
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None, dim: int = 0) -> torch.Tensor:
     "Standard normal noise shaped like `x`, drawn from `generator` (on its own device) when one is given; under `sharded`, this rank's slice of the world's draw along the batch dimension `dim`."
     if generator is None: return torch.randn_like(x)
-    rank, world = sharded.current
+    rank, world = _SHARD
     shape = list(x.shape); n = shape[dim]; shape[dim] = n * world
     full = torch.randn(shape, generator=generator, dtype=x.dtype, device=generator.device)
     return (full if world == 1 else full.narrow(dim, rank * n, n)).to(x.device)
@@ -251,3 +242,19 @@ def denoising_loss(model: Denoiser, x0: torch.Tensor, c, schedule: Schedule, tar
     x_t = schedule.add_noise(x0, randn_like(x0, generator), t)
     pred = schedule.from_x0(x_t, t, model(x_t, t.to(x0.device), c), target)
     return torch.nn.functional.mse_loss(pred, schedule.from_x0(x_t, t, x0, target))
+
+# %% ../nbs/00_schedules.ipynb #0a5d0002
+class sharded:
+    """Context for data-parallel runs: batch-shaped random draws made through `randn_like` and `sample_timesteps` with a
+    generator are drawn for all `world` ranks and this `rank`'s slice is returned. With every rank's generator in the same
+    state, N processes with batch B/N then see exactly the noise of one process with batch B."""
+    def __init__(self, rank: int, world: int):
+        if not 0 <= rank < world: raise ValueError(f"rank must be in [0, {world}), got {rank}")
+        self.rw = (rank, world)
+    def __enter__(self):
+        global _SHARD
+        self.prev, _SHARD = _SHARD, self.rw
+        return self
+    def __exit__(self, *a):
+        global _SHARD
+        _SHARD = self.prev

@@ -190,9 +190,11 @@ def write_stage2(result: dict, out: Path, plot, keep: tuple) -> dict:
               + ' labels ' + ' '.join(f"{t}:{v['label_acc']:.2f}" for t, v in s['labels'].items() if v['label_acc'] is not None))
     return result
 
-def resummarise_stage2(out: Path, name: str, method_config: dict, summarise, control: str, faithful: str, plot, keep: tuple) -> dict:
-    "Fold later `--only` runs into `out/name.json`, then recompute its summary, verdict and figure."
+def resummarise_stage2(out: Path, name: str, method_config: dict, summarise, control: str, faithful: str, plot, keep: tuple,
+                       extra_config: dict | None = None) -> dict:
+    "Fold later `--only` runs into `out/name.json`, then recompute its summary, verdict and figure (`extra_config`: keys to set)."
     result = merge_partials(json.loads((out / f'{name}.json').read_text()), out, name)
+    result['config'].update(extra_config or {})
     result['config'].setdefault('evaluated', 'the raw student (runs made before Stage 2 kept an EMA)')
     result['config']['methods'] = {m: v for m, v in method_config.items() if any(r['method'] == m for r in result['runs'])}
     result['summary'] = summarise(result['runs'], list(result['config']['methods']))

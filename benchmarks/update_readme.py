@@ -114,6 +114,9 @@ def stage2_verdicts(res: dict) -> list[str]:
     else:
         out.append(f"- No method meets the goal. Closest ({V.get('closest_why', 'the largest judge gain over the control that keeps the distribution')}): `{V['closest']}` "
                    f"({_f(S[V['closest']]['judge_vs_control_mean'])} ± {_f(S[V['closest']]['judge_vs_control_std'])}); what limits it: {_limits(res, V['closest'])}.")
+    late = [m for m in cfg.get('rows_added_after_a_verdict', []) if m in S]
+    if late:
+        out.append(f"- Added after a first verdict in which no row met the goal (chosen after looking, so weaker evidence): {', '.join(f'`{m}`' for m in late)}.")
     labs = {t: v['label_acc'] for t, v in f['labels'].items() if v['label_acc'] is not None}
     if labs:
         out.append("- The DPO labels of the paper's recipe agree with the judge on " + ', '.join(f"{_f(a, 2)} of pairs at t = {t}" for t, a in labs.items())

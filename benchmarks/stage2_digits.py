@@ -119,13 +119,14 @@ def plot(result: dict, path):
     plot_stage2(result, path, CONTROL, (CONTROL, FAITHFUL, 'pure-rl'), [('judge', 'held-out judge (ink x recognisable)'), ('fd', 'Fréchet distance')])
 
 def main(argv=None):
-    a = stage2_parser(__doc__).parse_args(argv)
+    a = stage2_parser(__doc__, 'seeds (default 0 1 2; fresh seeds with another --out replicate the table)').parse_args(argv)
     out = Path(a.out or (RESULTS / 'quick' if a.quick else RESULTS)); out.mkdir(parents=True, exist_ok=True)
     if a.resummarise: return resummarise_stage2(out, 'stage2_digits', _method_config(), summarise, CONTROL, FAITHFUL, plot, ('fd', 'recall'),
                                                   {'rows_added_after_a_verdict': list(ADDED_LATER)})
     from flash_dmd.toy import cache_dir
     if a.quick: seeds, base = (0, 1), dict(stage1_iters=6, cycles=2, eval_every=1, n_eval=200)
     else: seeds, base = SEEDS, dict(stage1_iters=STAGE1_ITERS, cycles=CYCLES, eval_every=EVAL_EVERY, n_eval=N_EVAL)
+    if a.seeds is not None: seeds = tuple(a.seeds)
     base['cache'] = str(cache_dir())
     t0 = time.time()
     from concurrent.futures import ProcessPoolExecutor

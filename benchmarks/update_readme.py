@@ -219,10 +219,30 @@ def grad_conflict_table(res: dict) -> str:
               f"- Final SWD of the EMA student: {V['final_swd_no_split']:.3f} without the split, {V['final_swd_split']:.3f} with it."]
     return '\n'.join(lines)
 
+def replication_table(res: dict) -> str:
+    "The digits Stage 2 table rerun on fresh seeds, row by row beside the first run (which rows meet the goal on each)."
+    first = json.loads((ROOT / 'benchmarks/results/stage2_digits.json').read_text())
+    S, F = res['summary'], first['summary']
+    lines = [f"Replication on fresh seeds (`benchmarks/stage2_digits.py --seeds {' '.join(map(str, res['config']['seeds']))} "
+             "--out benchmarks/results/replication`): the same rows and budget, new Stage 1 students and new Stage 2 seeds.", '',
+             '| method | judge vs control (first run) | judge vs control (fresh seeds) | fd / start (first, fresh) | goal (first, fresh) |',
+             '|---|---|---|---|---|']
+    yn = lambda b: 'yes' if b else 'no'
+    for m, r in S.items():
+        if m not in F: continue
+        lines.append(f"| `{m}` | {_f(F[m]['judge_vs_control_mean'])} ± {_f(F[m]['judge_vs_control_std'])} | "
+                     f"{_f(r['judge_vs_control_mean'])} ± {_f(r['judge_vs_control_std'])} | {_f(F[m]['fd_kept_mean'], 3)}, {_f(r['fd_kept_mean'], 3)} | "
+                     f"{yn(F[m]['meets_goal'])}, {yn(r['meets_goal'])} |")
+    both = [m for m in S if m in F and S[m]['meets_goal'] and F[m]['meets_goal']]
+    lines += ['', f"- Meet the goal on both seed sets: {', '.join(f'`{m}`' for m in both) or 'none'}; on the fresh seeds only: "
+              + (', '.join(f'`{m}`' for m in S if S[m]['meets_goal'] and not F.get(m, {}).get('meets_goal')) or 'none') + '.']
+    return '\n'.join(lines)
+
 TABLES = {'stage1': ('benchmarks/results/stage1_toy.json', stage1_table),
           'gpu': ('benchmarks/results/gpu_smoke.json', gpu_table),
           'stage2': ('benchmarks/results/stage2_toy.json', stage2_table),
           'stage2_digits': ('benchmarks/results/stage2_digits.json', stage2_table),
+          'stage2_digits_replication': ('benchmarks/results/replication/stage2_digits.json', replication_table),
           'memory': ('benchmarks/results/memory_plan.json', memory_table),
           'digits': ('benchmarks/results/digits.json', digits_table),
           'stabilisers': ('benchmarks/results/stabilisers.json', stabilisers_table),

@@ -41,6 +41,8 @@ METHODS = {   # name -> (RL preset, RL:DM ratio, RLConfig overrides)
 ADDED_LATER = ('lr 3e-5', 'steps 999/749/499, ratio 1:1', 'steps 749/499, ratio 1:1', 'ratio 1:1, lr 3e-5')
 GOAL_KEEP = 0.95   # recall at least 0.95 x start, Fréchet distance at most (2 - 0.95) x start
 SHOW_SEED, N_SHOW = 0, 40
+# --quick trains these rows (every RL step and both ratios); the other rows' settings are only built and checked
+QUICK_METHODS = (CONTROL, FAITHFUL, 'pure-rl', 'steps 999/749/499, ratio 1:1')
 
 def digits_judge(evaluator, ink):
     "The held-out judge: stroke thickness times the evaluation network's probability of the requested digit."
@@ -133,19 +135,22 @@ def main(argv=None):
     with ProcessPoolExecutor(a.workers) as ex:
         s1 = list(ex.map(_stage1, [dict(seed=s, **base) for s in seeds]))
     print('Stage 1 students ready:', [round(r['seconds']) for r in s1], 's', flush=True)
-    methods = [m for m in METHODS if a.only is None or m in a.only]
+    methods = [m for m in METHODS if (a.only is None or m in a.only) and (not a.quick or m in QUICK_METHODS)]
+    if a.quick:                                          # the rows not trained: their RL settings must still build
+        from flash_dmd.rl import rl_preset
+        for m, (pre, ratio, ov) in METHODS.items(): rl_preset(pre, rl_ratio=ratio, **{'lr': RL_LR, 'beta': RL_BETA, **ov})
     jobs = [dict(method=m, rl_preset=pre, ratio=ratio, rl=ov, seed=s, **base) for s in seeds for m, (pre, ratio, ov) in METHODS.items() if m in methods]
     tag = only_tag(a.only)
     runs = run_jobs(_run, jobs, a.workers, out / f'stage2_digits{tag}.partial.jsonl', key=lambda j: json.dumps({k: v for k, v in j.items() if k != 'cache'}, sort_keys=True))
     if a.only is not None: return runs
     import torch
-    summary = summarise(runs, list(METHODS))
+    summary = summarise(runs, methods)
     result = {'benchmark': 'stage2_digits', 'quick': a.quick, 'wall_seconds': round(time.time() - t0, 1),
               'machine': {'python': platform.python_version(), 'torch': torch.__version__, 'cpu_count': os.cpu_count(), 'workers': a.workers},
               'config': {'seeds': list(seeds), **{k: v for k, v in base.items() if k != 'cache'}, 'rl_lr': RL_LR, 'rl_beta': RL_BETA,
                          'stage1_preset': STAGE1, 'rows_added_after_a_verdict': list(ADDED_LATER), 'stage2_start': 'the EMA student of the Stage 1 run',
                          'evaluated': 'the EMA of the student (decay as in Stage 1, following RL and distillation updates); raw_* keys: the raw student', 'control': CONTROL, 'faithful': FAITHFUL,
-                         'methods': _method_config(),
+                         'methods': {m: v for m, v in _method_config().items() if m in methods},
                          'training_reward': 'ink_reward(0.1); DPO ranks candidates by it on the teacher posterior mean',
                          'judge': 'ink_reward(0.1) x evaluation-network probability of the requested digit',
                          'final_value': 'mean of the last 2 evaluations (the end of the budget)',

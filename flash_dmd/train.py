@@ -942,7 +942,7 @@ def _train(cfg: TrainConfig, progress: bool = True) -> dict:
         from tqdm.auto import tqdm
         what = f'{cfg.rl_method} (stage 2)' if cfg.stage == 2 else cfg.method
         steps = tqdm(steps, initial=_step(d), total=cfg.max_steps, desc=f'{what} on {cfg.model}')
-    last_ck = latest_checkpoint(out)
+    last_ck, summary = latest_checkpoint(out), None
     try:
         from contextlib import nullcontext
         amp = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.mixed_precision == 'bf16' else nullcontext
@@ -964,12 +964,16 @@ def _train(cfg: TrainConfig, progress: bool = True) -> dict:
                 ck = save_checkpoint(d, out, cfg, cfg.keep_checkpoints, write=main)
                 if main: last_ck = ck
         exported = _export(d, cfg, out, main, sharded) if cfg.export else None
+        summary = {'steps': _step(d), 'exported': exported, 'checkpoint': str(last_ck) if last_ck else None, 'resumed_from': resumed,
+                   'cost': d.cost(), 'distiller': d}
     finally:
         logs.close()
-        if started_pg:                          # leave together: a rank that exits while rank 0 still writes can abort gloo
+        if started_pg:        # leave together, the run's modules freed while the process group and the interpreter are alive:
+            import gc         # gloo state torn down at interpreter exit can abort a rank ("terminate called without an active exception")
+            if summary is not None: summary['distiller'] = None          # sharded modules cannot run once the group is gone
+            d = step_fn = None; gc.collect()
             torch.distributed.barrier(); torch.distributed.destroy_process_group()
-    return {'steps': _step(d), 'exported': exported, 'checkpoint': str(last_ck) if last_ck else None, 'resumed_from': resumed, 'cost': d.cost(),
-            'distiller': d}
+    return summary
 
 # %% ../nbs/12_train.ipynb #b1e0f584
 def _what_it_holds(out: Path) -> str | None:

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONFAULTHANDLER': '1'}   # a rank that aborts prints every thread's stack
 
 def run2(*args, launcher='torchrun', config='cpu_2proc.yaml'):
     "`flash-dmd train` in 2 processes, through torchrun or `accelerate launch` with this repo's CPU config."
@@ -17,7 +17,7 @@ def run2(*args, launcher='torchrun', config='cpu_2proc.yaml'):
         cmd = [str(BIN / 'accelerate'), 'launch', '--config_file', str(ROOT / 'scaled_runs' / 'accelerate' / config),
                '--main_process_port', port]
     r = subprocess.run(cmd + [str(BIN / 'flash-dmd'), 'train', '--quiet', *args], capture_output=True, text=True, timeout=600, env=ENV)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, r.stderr[-8000:]           # room for a rank's faulthandler stacks above torchrun's summary
     return r
 
 def one(*args):

@@ -178,7 +178,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert cli(f'output_dir={tmp_path / "one"}', *common).returncode == 0
     r = subprocess.run([str(BIN / 'torchrun'), '--nproc_per_node', '2', '--master_port', str(random.randint(20000, 40000)),
                         str(BIN / 'flash-dmd'), 'train', '--quiet', f'output_dir={tmp_path / "two"}', *common],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                       capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONFAULTHANDLER': '1'})
     assert r.returncode == 0, r.stderr[-2000:]
     a = load_file(tmp_path / 'one' / 'checkpoint-0000003' / 'models.safetensors')
     b = load_file(tmp_path / 'two' / 'checkpoint-0000003' / 'models.safetensors')

@@ -213,7 +213,7 @@ def test_stage2_two_processes_match_one(tmp_path):
     train(load_config(overrides=common + [f'output_dir={tmp_path / "s1"}', 'max_steps=4', 'checkpoint_every=4']), progress=False)
     s2 = common + ['stage=2', f'init_from={tmp_path / "s1"}', 'max_steps=2', 'checkpoint_every=2', 'rl.batch=32', 'rl.rl_ratio=2',
           'rl.lr=1e-3']                            # RL moves the student well beyond the tolerance below
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONFAULTHANDLER': '1'}
     r = subprocess.run([str(bin_ / 'flash-dmd'), 'train', '--quiet', f'output_dir={tmp_path / "one"}', *s2], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([str(bin_ / 'torchrun'), '--nproc_per_node', '2', '--master_port', str(random.randint(20000, 40000)),

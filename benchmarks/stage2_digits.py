@@ -44,6 +44,11 @@ SHOW_SEED, N_SHOW = 0, 40
 # --quick trains these rows (every RL step and both ratios); the other rows' settings are only built and checked
 QUICK_METHODS = (CONTROL, FAITHFUL, 'pure-rl', 'steps 999/749/499, ratio 1:1')
 
+def rl_config(preset: str, ratio: int, overrides: dict, **kw):
+    "A row's RL settings: its preset and RL:DM ratio, this benchmark's lr and beta, then the row's own overrides."
+    from flash_dmd.rl import rl_preset
+    return rl_preset(preset, rl_ratio=ratio, **{'lr': RL_LR, 'beta': RL_BETA, **overrides}, **kw)
+
 def digits_judge(evaluator, ink):
     "The held-out judge: stroke thickness times the evaluation network's probability of the requested digit."
     from flash_dmd.digits import confidence_reward
@@ -75,7 +80,7 @@ def _run(job):
     from safetensors.torch import load_file
     from flash_dmd.digits import digits_preset, digits_distiller, load_digits_teacher, DigitsEvaluator, student_digits, ink_reward
     from flash_dmd.rewards import x0_reward
-    from flash_dmd.rl import JointTrainer, rl_preset
+    from flash_dmd.rl import JointTrainer
     teacher, evaluator, reward = load_digits_teacher(), DigitsEvaluator(), ink_reward()
     judge, cfg = digits_judge(evaluator, reward), digits_preset(STAGE1, seed=job['seed'])
     d, state = digits_distiller(cfg, teacher), load_file(str(_cache(job)))
@@ -83,7 +88,7 @@ def _run(job):
         part = {n[len(k) + 1:]: v for n, v in state.items() if n.startswith(k + '.')}
         if part: getattr(d, k).load_state_dict(part)
     if d.student_ema is not None: d.make_student_ema()                   # the Stage 2 EMA starts from the student it refines
-    rl = rl_preset(job['rl_preset'], rl_ratio=job['ratio'], batch=cfg.batch, **{'lr': RL_LR, 'beta': RL_BETA, **job['rl']}, seed=job['seed'])
+    rl = rl_config(job['rl_preset'], job['ratio'], job['rl'], batch=cfg.batch, seed=job['seed'])
     jt, t0, err = JointTrainer(rl, d, x0_reward(teacher, reward), reward, judge=judge), time.perf_counter(), None
 
     def measure(net, pre=''):
@@ -137,8 +142,7 @@ def main(argv=None):
     print('Stage 1 students ready:', [round(r['seconds']) for r in s1], 's', flush=True)
     methods = [m for m in METHODS if (a.only is None or m in a.only) and (not a.quick or m in QUICK_METHODS)]
     if a.quick:                                          # the rows not trained: their RL settings must still build
-        from flash_dmd.rl import rl_preset
-        for m, (pre, ratio, ov) in METHODS.items(): rl_preset(pre, rl_ratio=ratio, **{'lr': RL_LR, 'beta': RL_BETA, **ov})
+        for pre, ratio, ov in METHODS.values(): rl_config(pre, ratio, ov)
     jobs = [dict(method=m, rl_preset=pre, ratio=ratio, rl=ov, seed=s, **base) for s in seeds for m, (pre, ratio, ov) in METHODS.items() if m in methods]
     tag = only_tag(a.only)
     runs = run_jobs(_run, jobs, a.workers, out / f'stage2_digits{tag}.partial.jsonl', key=lambda j: json.dumps({k: v for k, v in j.items() if k != 'cache'}, sort_keys=True))

@@ -221,7 +221,7 @@ def grad_conflict_table(res: dict) -> str:
 
 def replication_table(res: dict) -> str:
     "The digits Stage 2 table rerun on fresh seeds, row by row beside the first run (which rows meet the goal on each)."
-    first = json.loads((ROOT / 'benchmarks/results/stage2_digits.json').read_text())
+    first = json.loads((ROOT / TABLES['stage2_digits'][0]).read_text())   # the first run, as its own README block reads it
     S, F = res['summary'], first['summary']
     lines = [f"Replication on fresh seeds (`benchmarks/stage2_digits.py --seeds {' '.join(map(str, res['config']['seeds']))} "
              "--out benchmarks/results/replication`): the same rows and budget, new Stage 1 students and new Stage 2 seeds.", '',
